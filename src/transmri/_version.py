@@ -1,0 +1,3 @@
+"""The installed version of transmri."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""transmri.datasets."""
+
+__all__: list[str] = []

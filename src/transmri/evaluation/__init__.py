@@ -1,0 +1,3 @@
+"""transmri.evaluation."""
+
+__all__: list[str] = []

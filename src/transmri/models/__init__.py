@@ -1,0 +1,3 @@
+"""transmri.models."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""transmri.training."""
+
+__all__: list[str] = []
