@@ -1,3 +1,55 @@
-"""transmri.evaluation."""
+"""transmri.evaluation: metrics with subject-grouped intervals, figures, saliency, reports.
 
-__all__: list[str] = []
+Functions here take plain arrays, tables, modules or a run folder; they never
+import :mod:`transmri.training` (the Learner calls them, not the reverse).
+"""
+
+from transmri.evaluation.metrics import (
+    METRIC_NAMES,
+    MetricsReport,
+    classification_metrics,
+    encode_labels,
+    read_metrics,
+    reconstruction_metrics,
+    write_metrics,
+)
+from transmri.evaluation.plots import (
+    orthogonal_slices,
+    plot_bottleneck_histogram,
+    plot_confusion_matrix,
+    plot_history,
+    plot_learning_curve,
+    plot_pca,
+    plot_reconstructions,
+    plot_roc,
+    plot_tsne,
+    show_sample,
+    summarize_comparison,
+)
+from transmri.evaluation.report import build_report
+from transmri.evaluation.saliency import gradient_map, occlusion_map, plot_saliency
+
+__all__ = [
+    "METRIC_NAMES",
+    "MetricsReport",
+    "build_report",
+    "classification_metrics",
+    "encode_labels",
+    "gradient_map",
+    "occlusion_map",
+    "orthogonal_slices",
+    "plot_bottleneck_histogram",
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_learning_curve",
+    "plot_pca",
+    "plot_reconstructions",
+    "plot_roc",
+    "plot_saliency",
+    "plot_tsne",
+    "read_metrics",
+    "reconstruction_metrics",
+    "show_sample",
+    "summarize_comparison",
+    "write_metrics",
+]
