@@ -1,0 +1,50 @@
+"""Tests for transmri.models.heads: GAP and flatten heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from transmri.models import ClassifierHead
+
+ADNI_CODE = (16, 13, 16, 13)  # CAE code of a 108x128x108 volume
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_gap_head_is_far_smaller_than_flatten() -> None:
+    gap = ClassifierHead(ADNI_CODE, 2)
+    flat = ClassifierHead(ADNI_CODE, 2, kind="flatten")
+    assert n_params(gap) == 16 * 2 + 2 == 34
+    assert n_params(flat) == 16 * 13 * 16 * 13 * 2 + 2 == 86_530
+    code = torch.rand(3, *ADNI_CODE)
+    assert gap(code).shape == flat(code).shape == (3, 2)
+
+
+def test_hidden_layer_and_pooled_codes() -> None:
+    head = ClassifierHead((16,), 3, hidden=8, dropout=0.2)
+    assert n_params(head) == (16 * 8 + 8) + (8 * 3 + 3)
+    assert head(torch.rand(4, 16)).shape == (4, 3)
+    assert head(torch.rand(4, 16, 2, 2, 2)).shape == (4, 3)
+
+
+def test_flatten_head_names_the_expected_code_shape() -> None:
+    head = ClassifierHead(ADNI_CODE, 2, kind="flatten")
+    with pytest.raises(
+        ValueError, match=r"expected a code of shape \(N, 16, 13, 16, 13\).*got \(1, 16, 4, 4, 4\)"
+    ):
+        head(torch.rand(1, 16, 4, 4, 4))
+
+
+def test_gap_head_checks_channels() -> None:
+    with pytest.raises(
+        ValueError, match=r"expected a code with 16 channels, got shape \(1, 8, 2, 2, 2\)"
+    ):
+        ClassifierHead((16,), 2)(torch.rand(1, 8, 2, 2, 2))
+
+
+def test_bad_kind() -> None:
+    with pytest.raises(ValueError, match=r"head: expected one of 'gap', 'flatten', got 'max'"):
+        ClassifierHead((16,), 2, kind="max")
