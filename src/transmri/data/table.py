@@ -380,7 +380,8 @@ class ScanTable:
         ]
         if len(self.skipped):
             reasons = self.skipped["reason"].str.replace(r"'.*'", "...", regex=True)
-            parts.append(f"skipped {len(self.skipped)} ({dict(reasons.value_counts())})")
+            counts = {str(k): int(v) for k, v in reasons.value_counts().items()}
+            parts.append(f"skipped {len(self.skipped)} ({counts})")
         return f"{self.source}: " + ", ".join(parts)
 
 
