@@ -1,0 +1,130 @@
+"""The run folder: created on first write, refusing to mix two different runs.
+
+A run is identified by what makes its files comparable: the model type, the
+model's architecture and the data (preprocessing and the subjects of each
+split). Re-using a folder for the *same* run is allowed (that is how a fresh
+Learner resumes); a folder holding another run, or unrelated files, is
+refused with :class:`~transmri.errors.OutputExistsError` unless
+``overwrite=True``, which first removes the earlier run's files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from transmri._version import __version__
+from transmri.errors import OutputExistsError
+from transmri.training._files import atomic_write_json, read_json
+
+__all__ = ["RUN_ARTIFACTS", "prepare_run_folder", "run_identity"]
+
+RUN_ARTIFACTS: tuple[str, ...] = (
+    "run.json",
+    "data.json",
+    "history.csv",
+    "checkpoints",
+    "encoder.safetensors",
+    "encoder.json",
+    "models",
+    "figures",
+    "tensorboard",
+)
+"""What ``overwrite=True`` removes (plus ``predictions_*``, ``metrics_*``, ``embeddings_*``)."""
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def run_identity(
+    *,
+    model_type: str,
+    model_config: Mapping[str, Any],
+    preprocessing: Mapping[str, Any],
+    splits: Mapping[str, list[str]],
+) -> dict[str, Any]:
+    """What two runs must share to live in the same folder (JSON-able)."""
+    return {
+        "model_type": model_type,
+        "model": json.loads(json.dumps(dict(model_config), default=str)),
+        "preprocessing": _digest(dict(preprocessing)),
+        "subjects": {name: _digest(sorted(subjects)) for name, subjects in splits.items()},
+    }
+
+
+def _remove_artifacts(root: Path) -> None:
+    for name in RUN_ARTIFACTS:
+        target = root / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for pattern in ("predictions_*.csv", "metrics_*.json", "embeddings_*.csv"):
+        for target in root.glob(pattern):
+            target.unlink()
+
+
+def prepare_run_folder(
+    root: Path, identity: Mapping[str, Any], *, config: Mapping[str, Any], overwrite: bool
+) -> Path:
+    """Create ``root`` (or accept it for the same run) and write ``run.json``.
+
+    Args:
+        root: the run folder.
+        identity: :func:`run_identity` of this run.
+        config: the resolved settings, recorded in ``run.json``.
+        overwrite: remove another run's files instead of refusing.
+
+    Raises:
+        OutputExistsError: ``root`` holds another run (the message lists what
+            differs) or files that are not a transmri run.
+    """
+    run_json = root / "run.json"
+    if root.exists() and not root.is_dir():
+        raise OutputExistsError(f"{root}: expected a run folder, found a file")
+    if run_json.exists():
+        previous = read_json(run_json, what="run manifest")
+        before = previous.get("identity", {})
+        if before != dict(identity):
+            if not overwrite:
+                keys = sorted(set(before) | set(identity))
+                diffs = [
+                    f"{k}: folder {before.get(k)!r}, this run {identity.get(k)!r}"
+                    for k in keys
+                    if before.get(k) != identity.get(k)
+                ]
+                raise OutputExistsError(
+                    f"{root}: holds a different run ({'; '.join(diffs)}); choose another "
+                    f"folder or pass overwrite=True to replace it"
+                )
+            _remove_artifacts(root)
+    elif root.is_dir() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+        if not overwrite:
+            found = sorted(p.name for p in root.iterdir())[:5]
+            raise OutputExistsError(
+                f"{root}: expected an empty or new run folder, found files {found}; "
+                f"choose another folder or pass overwrite=True"
+            )
+        _remove_artifacts(root)
+    root.mkdir(parents=True, exist_ok=True)
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if run_json.exists():
+        created = read_json(run_json, what="run manifest").get("created", created)
+    atomic_write_json(
+        run_json,
+        {
+            "kind": "learner",
+            "transmri_version": __version__,
+            "created": created,
+            "identity": dict(identity),
+            "config": dict(config),
+        },
+    )
+    return root
