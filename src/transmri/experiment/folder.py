@@ -1,0 +1,185 @@
+"""The experiment's run folder: one experiment per folder, never two mixed.
+
+A folder is identified by the sha256 of the resolved experiment config
+(``output`` aside). Reusing a folder for the same config is how separate step
+commands (``transmri pretrain`` then ``transmri finetune``) share one run;
+a folder holding another experiment, or unrelated files, is refused unless
+``overwrite``, which first removes the earlier experiment's files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from transmri._version import __version__
+from transmri.errors import DataFormatError, OutputExistsError
+
+__all__ = [
+    "EXPERIMENT_ARTIFACTS",
+    "check_run_folder",
+    "config_identity",
+    "open_run_folder",
+    "read_run_json",
+    "record_step",
+    "write_bytes",
+    "write_text",
+]
+
+#: What ``overwrite`` removes from a folder holding another experiment.
+EXPERIMENT_ARTIFACTS: tuple[str, ...] = (
+    "run.json",
+    "experiment.resolved.yaml",
+    "data_stats.csv",
+    "source.csv",
+    "target.csv",
+    "history.csv",
+    "predictions_test.csv",
+    "metrics_test.json",
+    "comparison.csv",
+    "summary.csv",
+    "differences.csv",
+    "report.html",
+    "pretrain",
+    "finetune",
+    "embed",
+    "compare",
+    "figures",
+    "data",
+)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` through a temp file and a rename (no half-written file is ever seen)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """:func:`write_bytes` of UTF-8 text."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def config_identity(config: Mapping[str, Any]) -> str:
+    """sha256 (hex, 16 digits) of a resolved config without its ``output`` key."""
+    body = {k: v for k, v in config.items() if k != "output"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """The folder's ``run.json`` as a dict.
+
+    Raises:
+        FileNotFoundError: no run.json.
+        DataFormatError: it is not a JSON object.
+    """
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; is {run_dir} a transmri run folder?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: expected JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_run_folder(run_dir: Path, identity: str, *, overwrite: bool) -> None:
+    """Refuse ``run_dir`` if it holds another run (nothing is written here).
+
+    Raises:
+        OutputExistsError: ``run_dir`` is a file, holds a different
+            experiment or unrelated files, and ``overwrite`` is false.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExistsError(f"{run_dir}: expected a run folder, found a file")
+    if overwrite or not run_dir.is_dir():
+        return
+    if (run_dir / "run.json").is_file():
+        try:
+            previous = read_run_json(run_dir)
+        except DataFormatError:
+            previous = {}
+        if previous.get("kind") == "experiment" and previous.get("identity") == identity:
+            return
+        what = (
+            f"experiment {previous.get('name')!r} with another config"
+            if previous.get("kind") == "experiment"
+            else f"a run of kind {previous.get('kind')!r}"
+        )
+        raise OutputExistsError(
+            f"{run_dir}: holds {what}; pass --overwrite to replace it or choose another --out"
+        )
+    found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    if found:
+        raise OutputExistsError(
+            f"{run_dir}: not empty and not a transmri run (found {found[:5]}); "
+            "pass --overwrite or choose another --out"
+        )
+
+
+def open_run_folder(
+    run_dir: Path,
+    *,
+    identity: str,
+    name: str,
+    synthetic: bool,
+    config: Mapping[str, Any],
+    resolved_yaml: str,
+    overwrite: bool,
+) -> Path:
+    """Create (or accept) the run folder and write ``run.json`` and ``experiment.resolved.yaml``."""
+    check_run_folder(run_dir, identity, overwrite=overwrite)
+    previous: dict[str, Any] = {}
+    if (run_dir / "run.json").is_file():
+        try:
+            previous = read_run_json(run_dir)
+        except DataFormatError:
+            previous = {}
+    if previous.get("identity") != identity and run_dir.is_dir():
+        for entry in EXPERIMENT_ARTIFACTS:
+            target = run_dir / entry
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        previous = {}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run = {
+        "kind": "experiment",
+        "name": name,
+        "transmri_version": __version__,
+        "created": previous.get("created", now),
+        "synthetic": synthetic,
+        "identity": identity,
+        "steps": previous.get("steps", {}),
+        "config": dict(config),
+    }
+    write_text(run_dir / "run.json", json.dumps(run, indent=2, default=str) + "\n")
+    write_text(run_dir / "experiment.resolved.yaml", resolved_yaml)
+    return run_dir
+
+
+def record_step(run_dir: Path, step: str, summary: Mapping[str, Any]) -> None:
+    """Note in ``run.json`` that ``step`` finished, with a short summary."""
+    run = read_run_json(run_dir)
+    steps = dict(run.get("steps", {}))
+    finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    steps[step] = {"finished": finished, **dict(summary)}
+    run["steps"] = steps
+    write_text(run_dir / "run.json", json.dumps(run, indent=2, default=str) + "\n")

@@ -1,0 +1,263 @@
+"""The experiment's data side: run folder, cohorts, splits (used by every step).
+
+:class:`ExperimentState` resolves paths, opens the run folder, loads the two
+cohorts once and makes the target split that every step shares: the
+transfer benchmark's held-out test subjects, the rest split into training
+and validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from transmri.errors import DataFormatError
+from transmri.experiment.files import dump_experiment
+from transmri.experiment.folder import (
+    check_run_folder,
+    config_identity,
+    open_run_folder,
+    write_text,
+)
+from transmri.experiment.schema import ExperimentConfig
+from transmri.experiment.sources import check_source_paths, load_cohort, source_path
+
+if TYPE_CHECKING:
+    from transmri.data import DataBunch, ScanTable
+    from transmri.evaluation.transfer_plan import TransferConfig
+    from transmri.training import Learner
+
+__all__ = ["ExperimentState"]
+
+
+class ExperimentState:
+    """Run folder, cohorts and splits of one experiment (the base of :class:`Experiment`).
+
+    The constructor stores settings only. :meth:`check` validates data paths
+    and the run folder without writing; every step opens the folder first.
+
+    Args:
+        config: the validated experiment.
+        overwrite: replace another experiment found in the run folder.
+        progress: show progress bars.
+        log: called with one line per finished step (default: ignore).
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        *,
+        overwrite: bool = False,
+        progress: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = self._resolved(config)
+        self.run_dir = self.config.run_dir
+        self.overwrite = overwrite
+        self.progress = progress
+        self.log = log or (lambda line: None)
+        self.identity = config_identity(self.config.to_dict())
+        self._opened = False
+        self._tables: dict[str, ScanTable] = {}
+        self._target_data: DataBunch | None = None
+        self._finetuned: Learner | None = None
+
+    @staticmethod
+    def _resolved(config: ExperimentConfig) -> ExperimentConfig:
+        """The config with absolute data paths and output folder."""
+        data = config.data
+        sources = {}
+        for role in ("source", "target"):
+            source = getattr(data, role)
+            sources[role] = dataclasses.replace(source, path=str(source_path(config, role)))
+        cache = config.resolve(data.cache_dir) or config.run_dir / "cache"
+        data = dataclasses.replace(data, cache_dir=str(cache), **sources)
+        return dataclasses.replace(config, data=data, output=str(config.run_dir))
+
+    # ------------------------------------------------------------ plumbing
+    def check(self) -> None:
+        """Validate data paths and the run folder; writes nothing.
+
+        Raises:
+            FileNotFoundError: a data path does not exist.
+            OutputExistsError: the run folder holds another run.
+        """
+        check_source_paths(self.config)
+        check_run_folder(self.run_dir, self.identity, overwrite=self.overwrite)
+
+    def open(self) -> Path:
+        """Create or accept the run folder (after :meth:`check`); return it."""
+        if not self._opened:
+            self.check()
+            open_run_folder(
+                self.run_dir,
+                identity=self.identity,
+                name=self.config.name,
+                synthetic=self.config.synthetic,
+                config=self.config.to_dict(),
+                resolved_yaml=dump_experiment(self.config),
+                overwrite=self.overwrite,
+            )
+            self._opened = True
+        return self.run_dir
+
+    @property
+    def cache_dir(self) -> Path:
+        """The volume cache folder."""
+        return Path(str(self.config.data.cache_dir))
+
+    def table(self, role: str) -> ScanTable:
+        """Cohort ``"source"`` or ``"target"`` (the source without target subjects)."""
+        if role not in self._tables:
+            self.open()
+            table = load_cohort(self.config, role)
+            mode = self.config.data.exclude_target
+            if role == "source" and mode != "none":
+                from transmri.evaluation.transfer_plan import held_out_subjects
+
+                target = self.table("target")
+                drop = set(
+                    target.subjects
+                    if mode == "all"
+                    else held_out_subjects(target, self.transfer_config())
+                )
+                table = table.subset([i for i, s in enumerate(table.subjects) if s not in drop])
+                if len(table) == 0:
+                    raise DataFormatError(
+                        f"data.source: no scan left after removing the target's subjects "
+                        f"(data.exclude_target: {mode}); the two cohorts are the same people"
+                    )
+            self._tables[role] = table
+            write_text(self.run_dir / f"{role}.csv", table.frame.to_csv(index=False))
+        return self._tables[role]
+
+    def transfer_config(self) -> TransferConfig:
+        """The :class:`TransferConfig` of ``compare``; its held-out test subjects are ours too."""
+        from transmri.evaluation.transfer_plan import TransferConfig
+
+        ev, ft = self.config.evaluation, self.config.finetune
+        n_train = ev.n_train or (self._all_training_scans(),)
+        return TransferConfig(
+            n_train=n_train,
+            repeats=ev.repeats,
+            test_size=ev.test_size,
+            val_fraction=ev.val_size / (1 - ev.test_size),
+            methods=ev.methods or ("finetune",),
+            epochs=ft.total_epochs,
+            epochs_frozen=ft.epochs_frozen,
+            epochs_unfrozen=ft.epochs_unfrozen,
+            lr=ft.lr,
+            lr_mult=ft.lr_mult,
+            batch_size=ft.batch_size,
+            weight_decay=ft.weight_decay,
+            head=self.config.model.head,
+            dropout=self.config.model.dropout,
+            early_stop=ft.early_stop,
+            scratch_arch=self.config.model.arch,
+            seed=self.config.seed,
+        )
+
+    def _all_training_scans(self) -> int:
+        """The largest label-balanced training set outside the held-out test subjects."""
+        from transmri.evaluation.transfer_plan import TransferConfig, held_out_subjects
+
+        target = self.table("target")
+        probe = TransferConfig(
+            test_size=self.config.evaluation.test_size, n_train=(2,), seed=self.config.seed
+        )
+        held = set(held_out_subjects(target, probe))
+        rest = [label for s, label in zip(target.subjects, target.frame["label"]) if s not in held]
+        counts = [rest.count(c) for c in sorted(set(rest))]
+        return max(2, len(counts) * min(counts)) if counts else 2
+
+    def target_data(self) -> DataBunch:
+        """The target split: the benchmark's held-out test subjects; the rest train / val."""
+        if self._target_data is None:
+            from transmri.data import DataBunch, train_val_test_split
+            from transmri.evaluation.transfer_plan import held_out_subjects
+
+            target = self.table("target")
+            held = set(held_out_subjects(target, self.transfer_config()))
+            is_test = np.array([s in held for s in target.subjects])
+            rest = target.subset(np.flatnonzero(~is_test))
+            ev = self.config.evaluation
+            with warnings.catch_warnings():  # the test split is held out above, on purpose
+                warnings.filterwarnings("ignore", message="test_size=0")
+                split = train_val_test_split(
+                    rest,
+                    val_size=ev.val_size / (1 - ev.test_size),
+                    test_size=0.0,
+                    seed=self.config.seed,
+                )
+            self._target_data = DataBunch.from_splits(
+                train=rest.subset(split.train),
+                val=rest.subset(split.val),
+                test=target.subset(np.flatnonzero(is_test)),
+                preprocessing=self.config.data.preprocessing,
+                cache_dir=self.cache_dir,
+                seed=self.config.seed,
+                augment=self.config.finetune.augment,
+                classes=self.config.data.target.labels,
+            )
+        return self._target_data
+
+    def source_data(self) -> DataBunch:
+        """The source cohort split for pretraining."""
+        from transmri.data import DataBunch
+
+        p = self.config.pretrain
+        return DataBunch(
+            self.table("source"),
+            self.config.data.preprocessing,
+            cache_dir=self.cache_dir,
+            val_size=p.val_size,
+            test_size=p.test_size,
+            seed=self.config.seed,
+            augment=p.augment,
+            targets=self.config.data.source.targets,
+            classes=self.config.data.source.labels if p.objective == "mixed" else None,
+        )
+
+    def _learner_options(self, batch_size: int) -> dict[str, Any]:
+        return {"batch_size": batch_size, "seed": self.config.seed, "progress": self.progress}
+
+    @property
+    def encoder_card(self) -> Path:
+        """The pretrained encoder's card (after ``pretrain``)."""
+        return self.run_dir / "pretrain" / "encoder.json"
+
+    def _require(self, path: Path, step: str) -> Path:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: not found; run `transmri {step}` on this experiment first"
+            )
+        return path
+
+    def stats(self) -> Any:
+        """Scans and subjects per cohort, split and label; writes ``data_stats.csv``."""
+        import pandas as pd
+
+        rows = []
+        parts = {"source": self.source_data(), "target": self.target_data()}
+        for cohort, data in parts.items():
+            for split in ("train", "val", "test"):
+                frame = data.split_table(split).frame
+                labels = frame["label"].fillna("(unlabelled)")
+                for label, group in frame.groupby(labels):
+                    rows.append(
+                        {
+                            "cohort": cohort,
+                            "split": split,
+                            "label": label,
+                            "scans": len(group),
+                            "subjects": group["subject"].nunique(),
+                        }
+                    )
+        stats = pd.DataFrame(rows, columns=["cohort", "split", "label", "scans", "subjects"])
+        write_text(self.run_dir / "data_stats.csv", stats.to_csv(index=False))
+        return stats

@@ -1,0 +1,183 @@
+"""Tests of transmri.experiment: the experiment-file schema, overrides and the run folder."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transmri.errors import ConfigError, OutputExistsError
+from transmri.experiment import (
+    ADAPTER_OPTIONS,
+    Experiment,
+    dump_experiment,
+    experiment_from_dict,
+    load_experiment,
+)
+from transmri.experiment.folder import check_run_folder
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def minimal() -> dict:
+    return {
+        "name": "x",
+        "data": {
+            "source": {"adapter": "synthetic", "options": {"n_subjects": 20}},
+            "target": {"adapter": "synthetic", "options": {"condition": "second"}},
+        },
+    }
+
+
+def write(tmp_path: Path, data: object, name: str = "experiment.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_defaults_and_synthetic_flag() -> None:
+    config = experiment_from_dict(minimal())
+    assert config.synthetic is True
+    assert config.pretrain.objective == "mixed" and config.pretrain.alpha == 0.7
+    assert config.finetune.total_epochs == 13
+    assert config.data.preprocessing.target_shape == (108, 128, 108)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        (
+            "finetune",
+            "lr",
+            -1,
+            r"experiment.yaml: finetune.lr: expected a finite number > 0, got -1",
+        ),
+        ("model", "hed", "gap", r"experiment.yaml: unknown key 'model.hed'; expected one of arch"),
+        ("pretrain", "objective", "gan", r"pretrain.objective: expected one of 'mixed'"),
+        ("pretrain", "alpha", 2, r"pretrain.alpha: expected a number in \[0, 1\], got 2"),
+        ("evaluation", "n_train", [1], r"evaluation.n_train\[0\]: expected an integer >= 2"),
+        ("finetune", "lr_mult", 3, r"finetune.lr_mult: expected a ratio in \(0, 1\]"),
+    ],
+)
+def test_errors_name_the_key_path(
+    tmp_path: Path, section: str, key: str, value: object, message: str
+) -> None:
+    data = minimal()
+    data[section] = {key: value}
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(write(tmp_path, data))
+
+
+def test_nested_errors_name_the_key_path() -> None:
+    data = minimal()
+    data["data"]["source"]["options"]["n_subjects"] = 0
+    with pytest.raises(ConfigError, match=r"^data.source.options.n_subjects: expected an integer"):
+        experiment_from_dict(data)
+    data = minimal()
+    data["data"]["target"] = {"adapter": "adni"}
+    with pytest.raises(ConfigError, match=r"^data.target.path: required for adapter 'adni'"):
+        experiment_from_dict(data)
+    data = minimal()
+    data["data"]["target"]["options"] = {"colour": 1}
+    with pytest.raises(ConfigError, match=r"unknown option 'colour' for adapter 'synthetic'"):
+        experiment_from_dict(data)
+    data = minimal()
+    data["data"]["preprocessing"] = {"target_shape": [1, 2]}
+    with pytest.raises(ConfigError, match=r"^data.preprocessing.target_shape: expected three"):
+        experiment_from_dict(data)
+    with pytest.raises(ConfigError, match=r"^missing key 'data'"):
+        experiment_from_dict({"name": "x"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: [unclosed\n", r"experiment.yaml: malformed YAML at line \d+"),
+        ("", r"the experiment file is empty"),
+        ("- a\n- b\n", r"expected a mapping of sections"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="experiment file not found"):
+        load_experiment(tmp_path / "nope.yaml")
+
+
+def test_overrides_set_nested_keys_and_are_validated(tmp_path: Path) -> None:
+    path = write(tmp_path, minimal())
+    config = load_experiment(path, overrides=["pretrain.epochs=1", "model.head=flatten"])
+    assert config.pretrain.epochs == 1 and config.model.head == "flatten"
+    with pytest.raises(ConfigError, match=r"unknown key 'pretrain\.epoch'"):
+        load_experiment(path, overrides=["pretrain.epoch=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_experiment(path, overrides=["pretrain.epochs"])
+
+
+def test_resolved_config_reloads_to_the_same_run(tmp_path: Path) -> None:
+    config = load_experiment(write(tmp_path, minimal()))
+    experiment = Experiment(config)
+    resolved = write(tmp_path, dump_experiment(experiment.config), "resolved.yaml")
+    again = Experiment(load_experiment(resolved))
+    assert again.identity == experiment.identity
+    assert again.run_dir == tmp_path / "runs" / "x"
+
+
+def test_adapter_options_match_the_adapters() -> None:
+    from transmri.data import ScanTable
+    from transmri.datasets import (
+        SyntheticCohortConfig,
+        from_bids,
+        get_adni,
+        get_idss,
+        get_ixi,
+        get_ppmi,
+    )
+
+    functions = {
+        "csv": ScanTable.from_csv,
+        "bids": from_bids,
+        "adni": get_adni,
+        "ppmi": get_ppmi,
+        "idss": get_idss,
+        "ixi": get_ixi,
+    }
+    for name, function in functions.items():
+        keywords = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        assert sorted(ADAPTER_OPTIONS[name]) == sorted(keywords), name
+    synthetic = inspect.signature(SyntheticCohortConfig).parameters
+    assert sorted(ADAPTER_OPTIONS["synthetic"]) == sorted(synthetic)
+
+
+def test_missing_data_path_is_named(tmp_path: Path) -> None:
+    data = minimal()
+    data["data"]["target"] = {"adapter": "csv", "path": "nowhere/scans.csv"}
+    experiment = Experiment(load_experiment(write(tmp_path, data)))
+    with pytest.raises(FileNotFoundError, match=r"data.target.path: .*nowhere/scans.csv"):
+        experiment.check()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.yaml"]
+
+
+def test_run_folder_refuses_another_run(tmp_path: Path) -> None:
+    config = load_experiment(write(tmp_path, minimal()))
+    experiment = Experiment(config)
+    experiment.open()
+    check_run_folder(experiment.run_dir, experiment.identity, overwrite=False)  # same run: ok
+    other = Experiment(load_experiment(tmp_path / "experiment.yaml", overrides=["seed=1"]))
+    with pytest.raises(OutputExistsError, match="holds experiment 'x' with another config"):
+        other.check()
+    Experiment(other.config, overwrite=True).open()  # replaced
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file.txt").write_text("x")
+    stray = load_experiment(tmp_path / "experiment.yaml", overrides=[f"output={tmp_path / 'junk'}"])
+    with pytest.raises(OutputExistsError, match="not empty and not a transmri run"):
+        Experiment(stray).check()
