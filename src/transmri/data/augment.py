@@ -17,22 +17,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.transforms import (
-    Compose,
-    RandAdjustContrast,
-    RandAffine,
-    RandBiasField,
-    RandFlip,
-    RandGaussianNoise,
-)
 
 from transmri._validation import check_choice, check_fraction, check_positive_float
 from transmri.errors import ConfigError
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose
 
 __all__ = ["AUGMENT_PRESETS", "AugmentConfig", "Augmentation", "build_augmentation"]
 
@@ -183,8 +177,10 @@ class Augmentation:
     """
 
     def __init__(self, config: AugmentConfig, transforms: list[Callable[..., Any]]) -> None:
+        from monai.transforms import Compose
+
         self.config = config
-        self._compose = Compose(transforms)
+        self._compose: Compose = Compose(transforms)
 
     def __repr__(self) -> str:
         names = [type(t).__name__ for t in self._compose.transforms]
@@ -219,9 +215,8 @@ class Augmentation:
                 f"got shape {tuple(tensor.shape)}"
             )
         out = self._compose(tensor)
-        if isinstance(out, MetaTensor):
-            out = out.as_tensor()
-        return out.to(torch.float32).contiguous()
+        # A MetaTensor is a torch.Tensor subclass: drop its metadata.
+        return out.as_subclass(torch.Tensor).to(torch.float32).contiguous()
 
 
 def build_augmentation(config: AugmentConfig, *, seed: int | None = 0) -> Augmentation:
@@ -245,6 +240,15 @@ def build_augmentation(config: AugmentConfig, *, seed: int | None = 0) -> Augmen
     """
     if not isinstance(config, AugmentConfig):
         raise TypeError(f"config: expected an AugmentConfig, got {type(config).__name__}")
+    # MONAI takes seconds to import: load it only when an augmentation is built.
+    from monai.transforms import (
+        RandAdjustContrast,
+        RandAffine,
+        RandBiasField,
+        RandFlip,
+        RandGaussianNoise,
+    )
+
     transforms: list[Callable[..., Any]] = []
     if config.flip_prob > 0:
         transforms.append(RandFlip(prob=config.flip_prob, spatial_axis=0))

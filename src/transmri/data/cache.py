@@ -31,6 +31,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeAlias, TypeGuard
@@ -45,10 +46,13 @@ from transmri.data.preprocess import PreprocessConfig, preprocess_scan
 from transmri.data.table import ScanTable
 from transmri.errors import ConfigError, DataFormatError, IntegrityError
 
-__all__ = ["CACHE_FORMAT_VERSION", "CacheDtype", "VolumeCache"]
+__all__ = ["CACHE_FORMAT_VERSION", "STALE_TEMP_SECONDS", "CacheDtype", "VolumeCache"]
 
 CACHE_FORMAT_VERSION = 1
 """Version of the entry layout; part of every key."""
+
+STALE_TEMP_SECONDS = 3600.0
+"""Age after which :meth:`VolumeCache.verify` takes a temp file for a killed writer's."""
 
 CacheDtype: TypeAlias = Literal["float16", "float32"]
 
@@ -265,6 +269,8 @@ class VolumeCache:
         if meta is None:
             return None
         try:
+            if meta.get("key") != key or meta.get("format_version") != CACHE_FORMAT_VERSION:
+                raise ValueError("the sidecar belongs to another key or format")
             if npy.stat().st_size != meta["nbytes"]:
                 raise ValueError("size differs from the sidecar")
             if check_sha and _sha256_file(npy) != meta["sha256"]:
@@ -290,6 +296,17 @@ class VolumeCache:
 
     # ----------------------------------------------------------------- write
     def _build(self, key: str, path: PathLike, mask: PathLike | None) -> None:
+        self._store(key, *self._encode(key, path, mask))
+
+    def _encode(
+        self, key: str, path: PathLike, mask: PathLike | None
+    ) -> tuple[bytes, dict[str, Any]]:
+        """Preprocess a scan into the entry's ``.npy`` bytes and its sidecar.
+
+        Raises:
+            FileNotFoundError, DataFormatError: the scan or mask cannot be read
+                or preprocessed (the message names the file).
+        """
         volume = preprocess_scan(path, mask, self.config)
         if self.dtype == "float16":
             peak = float(np.abs(volume).max())
@@ -314,10 +331,32 @@ class VolumeCache:
             "mask": None if mask is None else str(Path(mask).absolute()),
             "preprocessing": self.config.to_dict(),
         }
+        return payload, sidecar
+
+    def _store(self, key: str, payload: bytes, sidecar: dict[str, Any]) -> None:
+        """Write an entry: the ``.npy`` first, then the sidecar that makes it valid.
+
+        Raises:
+            OSError: the cache cannot be written (disk full, read-only folder,
+                permissions), of the same type (e.g. ``PermissionError``) and
+                errno as the cause, naming the entry and the cache folder. No
+                part of the entry is left.
+        """
         npy = self.entry_path(key)
-        npy.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(npy, payload)
-        _atomic_write(npy.with_suffix(".json"), json.dumps(sidecar, indent=1).encode("utf-8"))
+        json_file = npy.with_suffix(".json")
+        try:
+            npy.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(npy, payload)
+            _atomic_write(json_file, json.dumps(sidecar, indent=1).encode("utf-8"))
+        except OSError as exc:
+            if not json_file.exists():  # our .npy alone is not an entry; another's is complete
+                npy.unlink(missing_ok=True)
+            reason = exc.strerror or str(exc)
+            raise type(exc)(
+                exc.errno,
+                f"{npy}: cannot write the cache entry ({reason}); check the free space and "
+                f"the permissions of the cache folder {self.root}",
+            ) from exc
 
     def _remove(self, key: str) -> None:
         self._forget(key)
@@ -326,13 +365,24 @@ class VolumeCache:
         npy.with_suffix(".json").unlink(missing_ok=True)
         npy.unlink(missing_ok=True)
 
-    def _ensure(self, path: PathLike, mask: PathLike | None) -> bool:
-        """Build the entry if missing; True if this call built it."""
-        k = self.key(path, mask)
-        if self._check(k, check_sha=False) is not None:
-            return False
-        self._build(k, path, mask)
-        return True
+    def _sweep_temp_files(self) -> int:
+        """Remove temp files left by killed writers, once older than :data:`STALE_TEMP_SECONDS`.
+
+        A younger temp file may belong to a writer still at work (in this or
+        another process, or on another machine sharing the folder).
+        """
+        if not self.root.is_dir():
+            return 0
+        removed = 0
+        now = time.time()
+        for tmp in self.root.glob("??/.*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # its writer finished or another sweep took it
+                continue
+        return removed
 
     # ------------------------------------------------------------------ fill
     def fill(
@@ -412,10 +462,14 @@ class VolumeCache:
         A corrupt entry is removed, then rebuilt from its source scan when
         ``rebuild`` and the source still exists unchanged (same key under this
         cache's config); otherwise it is rebuilt on the next :meth:`get`.
+        Checking all entries also removes temp files that killed writers left
+        behind (those older than :data:`STALE_TEMP_SECONDS`).
 
         Returns:
             The keys that were corrupt.
         """
+        if key is None:
+            self._sweep_temp_files()
         keys = self.keys() if key is None else [key]
         bad: list[str] = []
         for k in keys:
@@ -440,11 +494,20 @@ class VolumeCache:
 def _fill_one(
     cache: VolumeCache, path: str, mask: str | None, source: str, row: int
 ) -> tuple[bool, int, str | None]:
-    """Build one entry; a bad scan is reported, not raised, so the others go on."""
+    """Build one entry; a bad scan is reported, not raised, so the others go on.
+
+    A failure to *write* the cache (disk full, read-only folder) is raised:
+    it is not the scan's fault and would repeat for every other row.
+    """
     try:
-        return cache._ensure(path, mask), row, None
+        key = cache.key(path, mask)
+        if cache._check(key, check_sha=False) is not None:
+            return False, row, None
+        payload, sidecar = cache._encode(key, path, mask)
     except (OSError, ValueError) as exc:
         return False, row, f"{source}, row {row}: {exc}"
+    cache._store(key, payload, sidecar)
+    return True, row, None
 
 
 def _check_n_jobs(n_jobs: object) -> int:

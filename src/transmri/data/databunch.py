@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -736,10 +737,9 @@ class DataBunch:
             ax.axis("off")
         fig.suptitle(f"{split}[{index}]: subject {row['subject']}, label {label_text}")
         if path is not None:
-            target = Path(path)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            fig.savefig(tmp, format="png", dpi=100)
-            os.replace(tmp, target)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=100)
+            _write_atomic(Path(path), buffer.getvalue(), "figure")
         return fig
 
     # ---------------------------------------------------------- persistence
@@ -769,12 +769,14 @@ class DataBunch:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the manifest as JSON (temp file, then rename); return its path."""
+        """Write the manifest as JSON (temp file, then rename); return its path.
+
+        Raises:
+            OSError: the file cannot be written (read-only folder, disk full),
+                naming it; no partial or temporary file is left behind.
+        """
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        os.replace(tmp, target)
+        _write_atomic(target, json.dumps(self.to_dict(), indent=1).encode("utf-8"), "manifest")
         return target
 
     @classmethod
@@ -838,6 +840,28 @@ class DataBunch:
 
 
 # ------------------------------------------------------------------ helpers
+def _write_atomic(target: Path, data: bytes, what: str) -> None:
+    """Write ``data`` to ``target`` through a temp file in the same folder and a rename.
+
+    Raises:
+        OSError: of the cause's type and errno, naming ``target``; the temp
+            file is removed, and ``target`` keeps its previous content.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise type(exc)(
+            exc.errno, f"{target}: cannot write the {what} ({exc.strerror or exc})"
+        ) from exc
+
+
 def _check_table(table: object) -> None:
     if not isinstance(table, ScanTable):
         raise TypeError(f"table: expected a ScanTable, got {type(table).__name__}")

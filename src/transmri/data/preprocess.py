@@ -34,8 +34,6 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.transforms import CropForeground, Orientation, Resize
 
 from transmri._validation import check_choice, check_shape3d
 from transmri.data.io import NanPolicy, load_mask, load_nifti
@@ -189,6 +187,11 @@ def preprocess_scan(
     """
     if not isinstance(config, PreprocessConfig):
         raise TypeError(f"config: expected a PreprocessConfig, got {type(config).__name__}")
+    # MONAI takes seconds to import: load it only when a scan is preprocessed,
+    # so that `import transmri.data` (and the command line) stay fast.
+    from monai.data import MetaTensor
+    from monai.transforms import CropForeground, Orientation, Resize
+
     data, affine = load_nifti(path, nan_policy=config.nan_policy)
     source_mask = mask_path if mask_path is not None else config.mask
     mask = None
@@ -226,9 +229,8 @@ def _is_positive(x: torch.Tensor) -> torch.Tensor:
 
 
 def _as_array(t: torch.Tensor) -> np.ndarray:
-    if isinstance(t, MetaTensor):
-        t = t.as_tensor()
-    return t.detach().cpu().numpy()
+    # A MetaTensor is a torch.Tensor subclass; drop its metadata without importing MONAI.
+    return t.as_subclass(torch.Tensor).detach().cpu().numpy()
 
 
 def _scale(

@@ -155,7 +155,9 @@ class ScanTable:
         subjects: list[str] = []
         for row, value in zip(rows, frame[subject_col].tolist()):
             if _is_blank(value):
-                raise DataFormatError(f"{where}, row {row}, column '{subject_col}': empty subject id")
+                raise DataFormatError(
+                    f"{where}, row {row}, column '{subject_col}': empty subject id"
+                )
             subjects.append(str(value).strip())
         labels: list[str | None] = []
         if label_col is not None:
@@ -168,7 +170,7 @@ class ScanTable:
         else:
             labels = [None] * len(paths)
 
-        seen: dict[str, int] = {}
+        seen: dict[str | None, int] = {}  # a required column has no None path
         for row, p in zip(rows, paths):
             if p in seen:
                 raise DataFormatError(
@@ -319,9 +321,11 @@ class ScanTable:
     def map_labels(self, mapping: Mapping[str, str]) -> ScanTable:
         """Rename labels (e.g. ``{"Dementia": "AD", "Control": "HC"}``)."""
         frame = self.frame.copy()
-        frame["label"] = frame["label"].map(
-            lambda v: v if pd.isna(v) else mapping.get(str(v), str(v))
-        ).astype("string")
+        frame["label"] = (
+            frame["label"]
+            .map(lambda v: v if pd.isna(v) else mapping.get(str(v), str(v)))
+            .astype("string")
+        )
         return self.with_frame(frame)
 
     def check_labels(self, allowed: Iterable[str]) -> ScanTable:
@@ -353,9 +357,7 @@ class ScanTable:
         """Rows at these 0-based positions, in the given order."""
         return self.with_frame(self.frame.iloc[list(positions)])
 
-    def with_frame(
-        self, frame: pd.DataFrame, *, skipped: pd.DataFrame | None = None
-    ) -> ScanTable:
+    def with_frame(self, frame: pd.DataFrame, *, skipped: pd.DataFrame | None = None) -> ScanTable:
         """A table with other rows, same source; ``skipped`` adds to what was skipped."""
         all_skipped = (
             self.skipped
@@ -365,11 +367,22 @@ class ScanTable:
         return ScanTable(frame.reset_index(drop=True), source=self.source, skipped=all_skipped)
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the table as CSV (temp file, then rename)."""
+        """Write the table as CSV (temp file, then rename).
+
+        Raises:
+            OSError: the file cannot be written (read-only folder, disk full),
+                naming it; no partial or temporary file is left behind.
+        """
         target = Path(path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        self.frame.to_csv(tmp, index=False)
-        os.replace(tmp, target)
+        try:
+            tmp.write_text(self.frame.to_csv(index=False), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise type(exc)(
+                exc.errno, f"{target}: cannot write the scan table ({exc.strerror or exc})"
+            ) from exc
 
     def summary(self) -> str:
         """One line: scans, subjects, label counts and what was skipped."""

@@ -2,7 +2,9 @@
 
 A checkpoint is written with :func:`torch.save` (temporary file, then
 ``os.replace``) next to a sidecar ``<name>.pt.sha256`` holding the sha256 of
-its bytes. :func:`load_checkpoint` verifies that digest *before* calling
+its bytes (while a checkpoint is being replaced, the sidecar briefly accepts
+the old and the new digest, so a process killed mid-save leaves a loadable one).
+:func:`load_checkpoint` verifies that digest *before* calling
 ``torch.load(..., weights_only=True)``, so a truncated or bit-flipped file
 fails with :class:`~transmri.errors.IntegrityError` naming it, and only
 tensors and plain containers are ever unpickled.
@@ -60,9 +62,34 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     buffer = io.BytesIO()
     torch.save({"format_version": CHECKPOINT_FORMAT, **state}, buffer)
     data = buffer.getvalue()
-    atomic_write_bytes(target, data)
-    atomic_write_text(_sidecar(target), hashlib.sha256(data).hexdigest() + "\n")
+    digest = hashlib.sha256(data).hexdigest()
+    sidecar = _sidecar(target)
+    # Two files cannot be replaced at once. The sidecar first accepts the new
+    # digest *and* those it held, then the checkpoint is replaced, then only the
+    # new digest is kept: a process killed at any point leaves a checkpoint
+    # (old or new) that verifies. Old digests come from the sidecar, never from
+    # hashing the old file, so a damaged file is never blessed.
+    before = _recorded(sidecar)
+    atomic_write_text(sidecar, "\n".join([digest, *before]) + "\n")
+    try:
+        atomic_write_bytes(target, data)
+    except OSError:  # e.g. disk full: the old checkpoint stays, with its own digest
+        if before:
+            atomic_write_text(sidecar, "\n".join(before) + "\n")
+        else:
+            sidecar.unlink(missing_ok=True)
+        raise
+    atomic_write_text(sidecar, digest + "\n")
     return target
+
+
+def _recorded(sidecar: Path) -> list[str]:
+    """The digests a sidecar accepts (one per line; normally one)."""
+    try:
+        text = sidecar.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -80,11 +107,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     sidecar = _sidecar(p)
     if not sidecar.is_file():
         raise IntegrityError(f"{p}: no checksum file {sidecar.name}; cannot verify the checkpoint")
-    expected = sidecar.read_text(encoding="utf-8").strip()
+    expected = _recorded(sidecar)
     found = sha256_file(p)
-    if found != expected:
+    if found not in expected:
+        recorded = expected[0][:16] + "..." if expected else "nothing"
         raise IntegrityError(
-            f"{p}: sha256 mismatch (recorded in {sidecar.name}: {expected[:16]}..., "
+            f"{p}: sha256 mismatch (recorded in {sidecar.name}: {recorded}, "
             f"file: {found[:16]}...); the checkpoint is truncated or corrupt"
         )
     try:

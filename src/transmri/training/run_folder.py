@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,19 +92,9 @@ def prepare_run_folder(
         raise OutputExistsError(f"{root}: expected a run folder, found a file")
     if run_json.exists():
         previous = read_json(run_json, what="run manifest")
-        before = previous.get("identity", {})
-        if before != dict(identity):
+        if not _same_run(previous, identity):
             if not overwrite:
-                keys = sorted(set(before) | set(identity))
-                diffs = [
-                    f"{k}: folder {before.get(k)!r}, this run {identity.get(k)!r}"
-                    for k in keys
-                    if before.get(k) != identity.get(k)
-                ]
-                raise OutputExistsError(
-                    f"{root}: holds a different run ({'; '.join(diffs)}); choose another "
-                    f"folder or pass overwrite=True to replace it"
-                )
+                _refuse(root, previous, identity)
             _remove_artifacts(root)
     elif root.is_dir() and any(p for p in root.iterdir() if not p.name.startswith(".")):
         if not overwrite:
@@ -115,16 +106,56 @@ def prepare_run_folder(
         _remove_artifacts(root)
     root.mkdir(parents=True, exist_ok=True)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record = {
+        "kind": "learner",
+        "transmri_version": __version__,
+        "created": created,
+        "identity": dict(identity),
+        "config": dict(config),
+    }
+    if not run_json.exists() and not _claim(run_json, record):
+        # Another process created this run folder since we looked: same rules.
+        previous = read_json(run_json, what="run manifest")
+        if not _same_run(previous, identity):
+            if not overwrite:
+                _refuse(root, previous, identity)
+            _remove_artifacts(root)
     if run_json.exists():
-        created = read_json(run_json, what="run manifest").get("created", created)
-    atomic_write_json(
-        run_json,
-        {
-            "kind": "learner",
-            "transmri_version": __version__,
-            "created": created,
-            "identity": dict(identity),
-            "config": dict(config),
-        },
-    )
+        record["created"] = read_json(run_json, what="run manifest").get("created", created)
+    atomic_write_json(run_json, record)
     return root
+
+
+def _same_run(previous: Mapping[str, Any], identity: Mapping[str, Any]) -> bool:
+    return bool(previous.get("identity", {}) == dict(identity))
+
+
+def _refuse(root: Path, previous: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+    before = previous.get("identity", {})
+    keys = sorted(set(before) | set(identity))
+    diffs = [
+        f"{k}: folder {before.get(k)!r}, this run {identity.get(k)!r}"
+        for k in keys
+        if before.get(k) != identity.get(k)
+    ]
+    raise OutputExistsError(
+        f"{root}: holds a different run ({'; '.join(diffs)}); choose another "
+        f"folder or pass overwrite=True to replace it"
+    )
+
+
+def _claim(run_json: Path, record: Mapping[str, Any]) -> bool:
+    """Create ``run_json`` only if it does not exist yet (atomic); False if it does.
+
+    Two processes starting different runs in one new folder at the same time
+    would otherwise both find it empty; the link succeeds for one of them only.
+    """
+    tmp = run_json.with_name(f".{run_json.name}.{os.getpid()}.claim.tmp")
+    atomic_write_json(tmp, record)
+    try:
+        os.link(tmp, run_json)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
