@@ -35,7 +35,8 @@ def test_classifier_on_backbone_gives_logits(factory: object, params: int) -> No
         out = model(torch.rand(2, 1, 32, 32, 32))
     assert out["logits"].shape == (2, 3)
     assert out["code"].shape == (2, *encoder.code_shape((32, 32, 32)))
-    assert model.num_parameters() == params + encoder.out_channels * 3 + 3
+    # BatchNorm (scale + shift) on the pooled features, then the linear layer
+    assert model.num_parameters() == params + encoder.out_channels * (2 + 3) + 3
     groups = model.layer_groups()
     assert len(groups) == 6 and groups[-1] is model.head
     assert sum(sum(p.numel() for p in g.parameters()) for g in groups[:-1]) == params

@@ -28,9 +28,11 @@ def test_forward_returns_logits_and_code() -> None:
 
 def test_gap_head_has_far_fewer_parameters_than_flatten() -> None:
     shape = (108, 128, 108)
-    gap = EncoderClassifier(ConvEncoder(), 2)
+    gap = EncoderClassifier(ConvEncoder(), 2, norm="none")
     flat = EncoderClassifier(ConvEncoder(), 2, head="flatten", input_shape=shape)
     assert gap.num_parameters() == 31_392 + 34
+    # the default gap head normalises its 16 features (BatchNorm: 16 scales, 16 shifts)
+    assert EncoderClassifier(ConvEncoder(), 2).num_parameters() == 31_392 + 32 + 34
     assert flat.num_parameters() == 31_392 + 86_530
 
 
@@ -124,6 +126,7 @@ def test_config_and_layer_groups() -> None:
         "dropout": 0.1,
         "input_shape": None,
         "hidden": 8,
+        "norm": "batch",
     }
     groups = model.layer_groups()
     assert len(groups) == 5 and groups[-1] is model.head
@@ -134,6 +137,7 @@ def test_config_and_layer_groups() -> None:
     [
         ({"num_classes": 1}, ConfigError, r"num_classes: expected an integer >= 2, got 1"),
         ({"head": "max"}, ConfigError, r"head: expected one of 'gap', 'flatten', got 'max'"),
+        ({"norm": "group"}, ConfigError, r"norm: expected one of 'none', 'batch', 'layer'"),
         ({"encoder": {"name": "cae"}}, TypeError, r"encoder: expected an nn.Module"),
     ],
 )
@@ -148,3 +152,31 @@ def test_bad_input_raises() -> None:
         ValueError, match=r"expected input \(N, 1, D, H, W\).*got \(2, 16, 16, 16\)"
     ):
         EncoderClassifier(ConvEncoder(), 2)(torch.rand(2, 16, 16, 16))
+
+
+def test_head_norm_default_config_round_trip_and_old_configs() -> None:
+    from transmri.models import build_model
+
+    gap = EncoderClassifier(ConvEncoder(), 2)
+    assert gap.head.norm_kind == "batch" and gap.config["norm"] == "batch"
+    flat = EncoderClassifier(ConvEncoder(), 2, head="flatten", input_shape=(16, 16, 16))
+    assert flat.head.norm_kind == "none" and "norm" not in flat.config
+    for norm in ("none", "batch", "layer"):
+        model = EncoderClassifier(ConvEncoder(), 2, norm=norm)
+        rebuilt = build_model(model.config)
+        assert rebuilt.config == model.config
+        assert list(rebuilt.state_dict()) == list(model.state_dict())
+    # a config written before the option (no "norm") rebuilds the old head, same keys
+    old = {k: v for k, v in gap.config.items() if k != "norm"}
+    rebuilt = build_model(old)
+    assert rebuilt.head.norm_kind == "none" and rebuilt.config == old
+    assert not any(".norm." in key for key in rebuilt.state_dict())
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_normalised_head_ignores_a_common_feature_offset(norm: str) -> None:
+    torch.manual_seed(0)
+    model = EncoderClassifier(ConvEncoder(channels=(4, 8)), 2, norm=norm).train()
+    code = torch.rand(3, 8, 2, 2, 2)
+    with torch.no_grad():
+        assert torch.allclose(model.head(code), model.head(code + 2.75), atol=1e-3)

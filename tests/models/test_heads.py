@@ -48,3 +48,32 @@ def test_gap_head_checks_channels() -> None:
 def test_bad_kind() -> None:
     with pytest.raises(ValueError, match=r"head: expected one of 'gap', 'flatten', got 'max'"):
         ClassifierHead((16,), 2, kind="max")
+
+
+@pytest.mark.parametrize(("norm", "extra"), [("none", 0), ("batch", 32), ("layer", 32)])
+def test_feature_norm_options(norm: str, extra: int) -> None:
+    head = ClassifierHead(ADNI_CODE, 2, norm=norm)
+    assert head.norm_kind == norm
+    assert n_params(head) == 34 + extra
+    out = head.train()(torch.rand(4, *ADNI_CODE))
+    assert out.shape == (4, 2)
+    if norm == "none":
+        assert [k for k in head.state_dict() if k.startswith("norm")] == []
+    layered = ClassifierHead(ADNI_CODE, 2, norm="layer").eval()
+    code = torch.rand(2, *ADNI_CODE)
+    with torch.no_grad():  # invariant to a common offset of the pooled features
+        assert torch.allclose(layered(code), layered(code + 3.0), atol=1e-3)
+
+
+def test_bad_norm() -> None:
+    with pytest.raises(ValueError, match=r"norm: expected one of 'none', 'batch', 'layer'"):
+        ClassifierHead((16,), 2, norm="group")
+
+
+def test_batch_norm_head_trains_on_a_batch_of_one() -> None:
+    head = ClassifierHead((16,), 2, norm="batch").train()
+    code = torch.rand(1, 16, 2, 2, 2)
+    out = head(code)  # plain BatchNorm1d raises here; the running statistics are used
+    out.sum().backward()
+    assert out.shape == (1, 2) and head.layers[-1].weight.grad is not None
+    assert torch.allclose(out, head.eval()(code))

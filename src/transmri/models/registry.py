@@ -36,7 +36,9 @@ def _build_classifier(
     dropout: float = 0.0,
     input_shape: Sequence[int] | None = None,
     hidden: int = 0,
+    norm: str = "none",
 ) -> EncoderClassifier:
+    # A config without "norm" was written before the option: its head has none.
     return EncoderClassifier.from_config(
         encoder,
         num_classes,
@@ -44,6 +46,7 @@ def _build_classifier(
         dropout=dropout,
         input_shape=input_shape,
         hidden=hidden,
+        norm=norm,
     )
 
 
