@@ -20,10 +20,10 @@ from transmri.errors import ConfigError
 
 __all__ = ["MODEL_TYPES", "SCHEDULES", "FitConfig", "LearnerConfig", "ModelType", "Schedule"]
 
-ModelType: TypeAlias = Literal["autoencoder", "mixed", "classifier", "vae"]
+ModelType: TypeAlias = Literal["autoencoder", "mixed", "classifier", "vae", "contrastive"]
 Schedule: TypeAlias = Literal["onecycle", "cosine"]
 
-MODEL_TYPES: tuple[str, ...] = ("autoencoder", "mixed", "classifier", "vae")
+MODEL_TYPES: tuple[str, ...] = ("autoencoder", "mixed", "classifier", "vae", "contrastive")
 SCHEDULES: tuple[str, ...] = ("onecycle", "cosine")
 _PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 _MAX_LR = 10.0
@@ -120,6 +120,7 @@ class FitConfig:
     monitor: str = "val_loss"
     mode: Literal["min", "max"] | None = None
     show_every: int = 0
+    pretext: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
@@ -152,6 +153,12 @@ class FitConfig:
             object.__setattr__(self, "mode", "min" if "loss" in self.monitor else "max")
         check_choice("mode", self.mode, ("min", "max"))
         check_positive_int("show_every", self.show_every, minimum=0)
+        if self.pretext is not None and (
+            not isinstance(self.pretext, Mapping) or "kind" not in self.pretext
+        ):
+            raise ConfigError(
+                f"pretext: expected a pretext's to_dict() (with 'kind'), got {self.pretext!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict."""

@@ -40,12 +40,14 @@ from transmri.training.fit_support import (
 )
 from transmri.training.loop import train_epoch
 from transmri.training.lr_finder import find_lr
-from transmri.training.outputs import LearnerOutputs
+from transmri.training.objectives import Objective
+from transmri.training.plotting import LearnerPlots
+from transmri.training.pretext import Pretext, PretextLoader, resolve_pretext
 
 __all__ = ["Learner"]
 
 
-class Learner(LearnerOutputs):
+class Learner(LearnerPlots):
     """Train a model on a DataBunch, writing everything into the run folder ``path``.
 
     The constructor only stores settings (no I/O); the run folder is created
@@ -140,6 +142,7 @@ class Learner(LearnerOutputs):
         self._fabric: Any = None
         self._run_ready = False
         self.pretrained_card_: dict[str, Any] | None = None
+        self._pretext: Pretext | None = None
         self.optimizer_: torch.optim.Optimizer | None = None
 
     def __repr__(self) -> str:
@@ -216,6 +219,7 @@ class Learner(LearnerOutputs):
         monitor: str = "val_loss",
         mode: Literal["min", "max"] | None = None,
         show_every: int = 0,
+        pretext: Pretext | str | None = None,
         resume: bool = False,
     ) -> Learner:
         """Train for ``epochs`` epochs, validating on the validation split after each.
@@ -235,11 +239,16 @@ class Learner(LearnerOutputs):
             monitor: history column that picks the best epoch (``val_loss``, ``val_auc``...).
             mode: ``"min"`` or ``"max"``; by default ``min`` for losses, else ``max``.
             show_every: autoencoders: save a reconstruction figure every k epochs.
+            pretext: corrupt the training input only: ``"denoise"``, ``"inpaint"``
+                (or a :class:`~transmri.training.pretext.Denoising` /
+                :class:`~transmri.training.pretext.Inpainting`); contrastive models
+                train on two views (``"views"``, the default for them).
             resume: continue from ``checkpoints/last.pt`` of this run folder.
 
         Returns:
             The learner, with the best epoch's weights restored.
         """
+        views = resolve_pretext(pretext, model_type=self.config.model_type)
         cfg = FitConfig(
             epochs=epochs,
             lr=lr,
@@ -255,9 +264,13 @@ class Learner(LearnerOutputs):
             monitor=monitor,
             mode=mode,
             show_every=show_every,
+            pretext=None if views is None else views.to_dict(),
         )
         has_val = check_training_data(self.data, self.config.model_type, cfg)
         objective = self._objective(cfg)
+        if views is not None:
+            objective = views.wrap(objective)
+        self._pretext = views
         fabric = self._get_fabric()
         self._prepare_run()
         ckpt_dir = self.path / "checkpoints"
@@ -268,6 +281,7 @@ class Learner(LearnerOutputs):
             self._seed_everything()
         offset = int(resumed["history_offset"]) if resumed is not None else len(self.history_)
         loader, sampler = self._loader("train", train=True)
+        batches = loader if views is None else PretextLoader(loader, views)
         optimizer = self.opt_fn(
             self.param_groups(cfg.lr, cfg.lr_mult), lr=cfg.lr, weight_decay=cfg.wd
         )
@@ -299,7 +313,7 @@ class Learner(LearnerOutputs):
                         self.model,
                         fabric_optimizer,
                         scheduler,
-                        loader,
+                        batches,
                         objective,
                         cfg,
                         on_batch_end=lambda loss: self._on_batch(state, loss),
@@ -413,6 +427,30 @@ class Learner(LearnerOutputs):
         finally:
             self.model.load_state_dict(saved)
             torch.set_rng_state(rng)
+
+    # ------------------------------------------------ objective, validation
+    def _objective(self, cfg: FitConfig) -> Objective:
+        """Contrastive models default to NT-Xent; the other types as in ``LearnerCore``."""
+        if self.config.model_type == "contrastive" and self.loss_fn is None:
+            given = [n for n in ("alpha", "beta") if getattr(cfg, n) is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: do not apply to model_type='contrastive'")
+            from transmri.training.contrastive import ContrastiveLoss
+
+            return ContrastiveLoss()
+        return super()._objective(cfg)
+
+    def _validate(self, objective: Objective) -> dict[str, float]:
+        """Contrastive models: the loss on two seeded views of every validation scan."""
+        from transmri.training.contrastive import TwoViews, validate_views
+
+        if isinstance(self._pretext, TwoViews):
+            loader, _ = self._loader("val", train=False)
+            fabric = self._get_fabric()
+            return validate_views(
+                fabric, self.model, loader, self._pretext, objective, seed=self.config.seed
+            )
+        return super()._validate(objective)
 
     # ------------------------------------------------------------- transfer
     @classmethod
