@@ -43,6 +43,7 @@ from transmri.training.lr_finder import find_lr
 from transmri.training.objectives import Objective
 from transmri.training.plotting import LearnerPlots
 from transmri.training.pretext import Pretext, PretextLoader, resolve_pretext
+from transmri.training.tensorboard import default_loggers
 
 __all__ = ["Learner"]
 
@@ -134,7 +135,8 @@ class Learner(LearnerPlots):
         )
         self.loss_fn = loss_fn
         self.opt_fn = opt_fn
-        self.callbacks = list(callbacks)
+        # TensorBoard is added when installed (history.csv is always written).
+        self.callbacks = [*callbacks, *default_loggers(callbacks)]
         self.overwrite = bool(overwrite)
         self.history_: list[dict[str, Any]] = []
         self.fitted_ = False
