@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import struct
@@ -15,7 +16,8 @@ import pytest
 from transmri.errors import DataFormatError
 from transmri.evaluation.report import build_report
 
-SECTIONS = ("run", "data", "history", "metrics", "embeddings", "comparison", "figures")
+# In page order: the answer first, the evidence next, the bookkeeping last.
+SECTIONS = ("summary", "comparison", "metrics", "history", "embeddings", "figures", "data", "run")
 
 
 def images(page: str) -> list[bytes]:
@@ -28,8 +30,8 @@ def test_full_run_folder_gives_every_section(fake_run: Callable[..., Path]) -> N
     path = build_report(run)
     assert path == run / "report.html"
     page = path.read_text(encoding="utf-8")
-    for section in SECTIONS:
-        assert f'<section id="{section}">' in page
+    starts = [page.index(f'<section id="{section}">') for section in SECTIONS]
+    assert starts == sorted(starts)
     assert 'id="synthetic"' in page and "Synthetic data." in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page  # config text escaped
     assert "model.code_size" in page
@@ -113,3 +115,121 @@ def test_bad_inputs_name_the_file(fake_run: Callable[..., Path], tmp_path: Path)
     (tmp_path / "empty" / "run.json").write_text(json.dumps([1, 2]))
     with pytest.raises(DataFormatError, match="expected a JSON object, got list"):
         build_report(tmp_path / "empty")
+
+
+def comparison_rows(means: dict[str, list[float]], *, n_train: int = 40) -> pd.DataFrame:
+    """``comparison.csv`` rows: one per repeat of each method, AUC as given."""
+    return pd.DataFrame(
+        [
+            {"method": method, "n_train": n_train, "repeat": i, "auc": auc, "n_test": 60}
+            for method, aucs in means.items()
+            for i, auc in enumerate(aucs)
+        ]
+    )
+
+
+def summary_of(page: str) -> str:
+    start = page.index('<section id="summary">')
+    return page[start : page.index("</section>", start)]
+
+
+def sentences(summary: str) -> list[str]:
+    """The summary's verdicts as plain text (the conclusion is in bold)."""
+    verdicts = re.search(r'<ul class="verdicts">(.*?)</ul>', summary)
+    assert verdicts is not None
+    items = re.findall(r"<li>(.*?)</li>", verdicts.group(1))
+    return [html.unescape(re.sub(r"</?strong>", "", item)) for item in items]
+
+
+def test_summary_comes_first_and_metadata_last_in_details(fake_run: Callable[..., Path]) -> None:
+    page = build_report(fake_run()).read_text()
+    summary = page.index('<section id="summary">')
+    assert page.index("Synthetic data.") < summary
+    assert summary < page.index("<h2>Transfer comparison</h2>") < page.index("model.code_size")
+    provenance = page[page.index("<h1>") : summary]
+    assert "Run folder <code>run</code>" in provenance
+    assert "created 2025-01-01 00:00 UTC" in provenance and "transmri 0.1.0" in provenance
+    # run metadata and configuration: collapsed <details>, each holding its table
+    assert page.count("<details>") == page.count("</details>") == 2
+    assert "<details open" not in page
+    run = page[page.index('<section id="run">') :]
+    config = run.index("<summary>Configuration (")
+    assert config < run.index("model.code_size") < run.index("</details>", config)
+    assert run.index("<summary>Run metadata (") < run.index("transmri_version")
+    # per training size: a table with the best mean in bold, and one sentence
+    summary_html = summary_of(page)
+    for n in (8, 16, 32):
+        assert f"<caption>N = {n} training scans</caption>" in summary_html
+        assert f"At N={n}, method &#x27;transfer&#x27;: AUC" in summary_html
+    assert len(sentences(summary_html)) == 3
+    assert summary_html.count("<strong>transfer</strong>") == 3
+    assert "vs training from scratch" in summary_html
+    # the single model's headline test metrics, with the small test set flagged
+    assert "Test split (metrics_test.json): 16 scans of 8 subjects" in summary_html
+    assert "n=16 test scans: intervals are wide." in summary_html
+
+
+def test_overlapping_intervals_claim_no_winner(fake_run: Callable[..., Path]) -> None:
+    run = fake_run(complete=False)
+    comparison_rows(
+        {"finetune": [0.64, 0.71, 0.78, 0.71], "scratch": [0.55, 0.62, 0.69, 0.62]}
+    ).to_csv(run / "comparison.csv", index=False)
+    summary = summary_of(build_report(run).read_text())
+    [text] = sentences(summary)
+    assert text.startswith(
+        "At N=40, fine-tuning the pretrained encoder: AUC 0.71 [0.62, 0.80] "
+        "vs training from scratch 0.62 [0.53, 0.71] (difference +0.09; intervals overlap)"
+    )
+    assert text.endswith("no clear difference.")
+    assert "does better" not in summary
+    assert "<strong>finetune</strong>" in summary and "<strong>scratch</strong>" not in summary
+
+
+def test_separate_intervals_name_the_winner(fake_run: Callable[..., Path]) -> None:
+    run = fake_run(complete=False)
+    comparison_rows(
+        {
+            "finetune": [0.60, 0.61, 0.62],
+            "scratch": [0.80, 0.81, 0.82],
+            "ridge": [0.50, 0.52, 0.54],
+        }
+    ).to_csv(run / "comparison.csv", index=False)
+    summary = summary_of(build_report(run).read_text())
+    assert sentences(summary) == [
+        "At N=40, fine-tuning the pretrained encoder: AUC 0.61 [0.59, 0.63] vs training from "
+        "scratch 0.81 [0.79, 0.83] (difference -0.20; intervals do not overlap): "
+        "training from scratch does better."
+    ]
+    assert "<strong>training from scratch does better.</strong>" in summary
+    assert "no clear difference" not in summary
+    rows = re.findall(r"<tr( class=\"best\")?><td>(?:<strong>)?(\w+)", summary)
+    assert rows == [(' class="best"', "scratch"), ("", "finetune"), ("", "ridge")]
+
+
+def test_single_repeat_claims_nothing(fake_run: Callable[..., Path]) -> None:
+    run = fake_run(complete=False)
+    comparison_rows({"finetune": [0.9], "scratch": [0.5]}, n_train=12).assign(n_test=12).to_csv(
+        run / "comparison.csv", index=False
+    )
+    summary = summary_of(build_report(run).read_text())
+    assert "0.90 (no interval)" in summary
+    [text] = sentences(summary)
+    assert text.endswith("one repeat gives no interval): no clear difference can be claimed.")
+    assert "n=12 test scans: each score is noisy and intervals are wide." in summary
+
+
+def test_summary_without_results_says_so(fake_run: Callable[..., Path]) -> None:
+    page = build_report(fake_run(complete=False)).read_text()
+    assert "No comparison.csv, metrics_test.json or reconstruction_test.json" in summary_of(page)
+
+
+def test_single_model_summary_gives_headline_test_metrics(fake_run: Callable[..., Path]) -> None:
+    run = fake_run()
+    (run / "comparison.csv").unlink()
+    summary = summary_of(build_report(run).read_text())
+    assert "Transfer benchmark" not in summary and "<h3>" not in summary
+    assert "Test split (metrics_test.json): 16 scans of 8 subjects" in summary
+    names = re.findall(r"<tr><td>([a-zA-Z ]+)</td>", summary)
+    assert names == ["AUC", "balanced accuracy", "accuracy", "sensitivity", "specificity"]
+    assert re.search(r"<td>AUC</td><td>0\.\d\d</td><td>\[0\.\d\d, [01]\.\d\d\]</td>", summary)
+    assert "n=16 test scans: intervals are wide." in summary

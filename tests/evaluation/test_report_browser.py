@@ -36,9 +36,18 @@ def test_report_renders_in_chromium(
     shot = tmp_path / "screenshot.png"
     page = render_page(chromium, report, screenshot=shot, window_size=(1200, 1600))
 
-    for section in ("run", "data", "history", "metrics", "embeddings", "comparison", "figures"):
-        assert re.search(rf'<section id="{section}"', page.dom), section
+    order = ("summary", "comparison", "metrics", "history", "embeddings", "figures", "data", "run")
+    starts = []
+    for section in order:
+        found = re.search(rf'<section id="{section}"', page.dom)
+        assert found, section
+        starts.append(found.start())
+    assert starts == sorted(starts), "sections out of order"
     assert "Synthetic data." in page.dom
+    assert page.dom.index('<section id="summary"') < page.dom.index("<img")
+    # run metadata and configuration stay collapsed: no script opens them
+    assert len(re.findall(r"<details\b", page.dom)) == 2
+    assert not re.search(r"<details[^>]*\bopen\b", page.dom)
 
     found = data_uri_images(page.dom)
     assert len(found) == 12

@@ -6,22 +6,38 @@ base64 PNG data URIs, no script and no external resource, so it opens
 offline and can be mailed. Only ``run.json`` is required; each other section
 appears when its files exist and says plainly when they do not.
 
+The page answers the question first. Its top holds the title, a banner when
+the data are synthetic, one line of provenance and a **Summary**: for a
+transfer benchmark (``comparison.csv``) one small table per training size
+with each method's mean AUC, its 95% interval over repeats and the number
+of repeats, the best mean in bold, and one sentence that names a winner only
+when the intervals do not overlap; for a single model the headline test
+metrics with their intervals. Then come the learning curve, the metrics,
+training curves, confusion matrices and ROC, projections, figures and data
+statistics; run metadata and the configuration come last, collapsed in
+``<details>`` elements.
+
 Files read (all in ``run_dir``):
 
-- ``run.json``: ``kind``, ``created``, ``config`` ... shown as tables. The
-  data are declared synthetic when it (or ``data.json``) holds a key
-  ``"synthetic": true`` at any depth.
+- ``run.json``: ``kind``, ``created``, ``transmri_version``, ``config`` ...
+  shown as tables. The data are declared synthetic when it (or ``data.json``)
+  holds a key ``"synthetic": true`` at any depth.
 - ``data_stats.csv`` (any table, shown as is) or ``data.json`` (shown as keys).
 - ``history.csv``: curves through :func:`~transmri.evaluation.plots.plot_history`.
 - ``metrics_<split>.json``: the format written by
   :func:`~transmri.evaluation.metrics.write_metrics`.
+- ``reconstruction_<split>.json``: ``{"split", "n_samples", "mse", "psnr",
+  "ssim"}`` (written by ``Learner.evaluate``/``Learner.report`` for models
+  that reconstruct), shown as a table.
 - ``predictions_<split>.csv``: ``subject, label, prob_<class>...``; gives the
   confusion matrix and ROC (unless ``figures/confusion_matrix_<split>.png`` /
   ``figures/roc_<split>.png`` exist) and the metrics when no JSON exists.
 - ``embeddings_<split>.csv``: ``subject, label, e0 .. ek``; gives t-SNE and
   PCA (unless ``figures/tsne_<split>.png`` / ``figures/pca_<split>.png`` exist).
 - ``figures/*.png``: embedded, captioned from the file name.
-- ``comparison.csv``: ``method, n_train, repeat, auc, balanced_accuracy ...``.
+- ``comparison.csv``: ``method, n_train, repeat, auc, balanced_accuracy ...``
+  (optional ``converged``, ``n_test`` and ``test_subjects_hash`` columns add
+  notes to the summary).
 
 Example:
     >>> build_report("runs/demo")  # doctest: +SKIP
@@ -30,52 +46,68 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
-import io
-import json
 import math
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from transmri._validation import check_existing_dir, check_existing_file
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import FIGURE_DPI, atomic_write_text
-from transmri.evaluation.metrics import (
-    MetricsReport,
-    classification_metrics,
-    encode_labels,
-    read_metrics,
+from transmri.evaluation._files import atomic_write_text
+from transmri.evaluation._report_sections import (
+    absent,
+    comparison_section,
+    data_section,
+    embeddings_section,
+    escape,
+    figures_section,
+    flatten,
+    history_section,
+    metrics_section,
+    read_csv,
+    read_json,
+    section,
+    table,
 )
-from transmri.evaluation.plots import (
-    plot_confusion_matrix,
-    plot_history,
-    plot_learning_curve,
-    plot_pca,
-    plot_roc,
-    plot_tsne,
-    summarize_comparison,
-)
+from transmri.evaluation.metrics import read_metrics
+from transmri.evaluation.plots import summarize_comparison
 
 __all__ = ["build_report"]
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SPLIT_ORDER = ("train", "val", "test")
-_MAX_TABLE_ROWS = 200
+#: Below this many test scans the summary warns that intervals are wide.
+_SMALL_TEST_SET = 30
+#: The metric the summary compares methods on, first one found in ``comparison.csv``.
+_SUMMARY_METRICS = ("auc", "balanced_accuracy", "accuracy")
+_HEADLINE_METRICS = ("auc", "balanced_accuracy", "accuracy", "sensitivity", "specificity")
+_METRIC_NAMES = {
+    "auc": "AUC",
+    "balanced_accuracy": "balanced accuracy",
+    "accuracy": "accuracy",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "f1": "F1",
+}
+_METHOD_NAMES = {
+    "finetune": "fine-tuning the pretrained encoder",
+    "scratch": "training from scratch",
+    "linear_probe": "a linear probe on the frozen encoder",
+    "ridge": "a ridge classifier on voxels",
+}
+_REFERENCE_METHOD = "scratch"
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.2em auto;
        max-width: 1100px; color: #1d1d1f; line-height: 1.45; padding: 0 1em; }
-h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
+h1 { margin: 0 0 .3em; font-size: 1.7em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
+p.provenance { color: #555; font-size: .9em; margin: .2em 0 .6em; }
+nav { font-size: .85em; color: #555; margin: .4em 0 1em; }
+nav a { color: #2456a6; text-decoration: none; margin-right: .9em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 th { background: #f0f0f3; }
@@ -85,88 +117,262 @@ figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #555; }
 pre { background: #f6f6f8; padding: .8em; overflow-x: auto; font-size: .8em; }
 .absent { color: #777; font-style: italic; }
-.banner { background: #fff3cd; border: 1px solid #e0c36b; padding: .6em 1em; }
+.banner { background: #fff3cd; border: 1px solid #e0c36b; padding: .5em 1em; margin: .4em 0; }
 .note { color: #8a4b00; }
+section#summary { background: #f7f9fc; border: 1px solid #d5deea; border-radius: 6px;
+                  padding: .2em 1.2em .6em; }
+section#summary h2 { margin-top: .5em; border: none; }
+.tables { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+table.summary { font-size: 1em; background: #fff; }
+table.summary caption { text-align: left; font-weight: 600; padding-bottom: .2em; }
+table.summary tr.best td { background: #e6f2e6; }
+.hint { color: #666; font-size: .85em; }
+ul.verdicts { padding-left: 1.2em; font-size: 1.05em; }
+ul.verdicts li { margin: .3em 0; }
+ul.notes { padding-left: 1.2em; font-size: .9em; margin: .3em 0; }
+details { margin: .6em 0; border: 1px solid #ddd; border-radius: 4px; padding: .3em .8em; }
+details > summary { cursor: pointer; font-weight: 600; }
 """
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+@dataclass(frozen=True)
+class _Estimate:
+    """One method's mean metric at one training size, with its interval over repeats."""
 
+    method: str
+    mean: float
+    low: float
+    high: float
+    n_repeats: int
 
-def _fmt(value: object) -> str:
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
+    @property
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    def text(self) -> str:
+        if math.isnan(self.mean):
             return "n/a"
-        return f"{value:.4g}"
-    return str(value)
+        if not self.has_interval:
+            return f"{self.mean:.2f} (no interval)"
+        return f"{self.mean:.2f} [{self.low:.2f}, {self.high:.2f}]"
 
 
-def _table(headers: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for value in row:
-            numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-            cls = ' class="num"' if numeric else ""
-            cells.append(f"<td{cls}>{_e(_fmt(value))}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _method_name(method: str) -> str:
+    return _METHOD_NAMES.get(method, f"method '{method}'")
 
 
-def _frame_table(frame: pd.DataFrame, *, index: bool = False) -> str:
-    shown = frame.head(_MAX_TABLE_ROWS)
-    if index:
-        shown = shown.reset_index()
-    rows = [list(r) for r in shown.itertuples(index=False, name=None)]
-    note = ""
-    if len(frame) > _MAX_TABLE_ROWS:
-        note = f'<p class="note">First {_MAX_TABLE_ROWS} of {len(frame)} rows shown.</p>'
-    return _table([str(c) for c in shown.columns], rows) + note
+def _rank_key(estimate: _Estimate) -> float:
+    return -estimate.mean if not math.isnan(estimate.mean) else math.inf
 
 
-def _absent(text: str) -> str:
-    return f'<p class="absent">{_e(text)}</p>'
+def _verdict(n_train: object, metric: str, estimates: Sequence[_Estimate]) -> tuple[str, str]:
+    """One plain sentence comparing the best method with training from scratch.
+
+    Without a ``scratch`` method the two best means are compared. A winner is
+    named only when both have intervals and the intervals do not overlap.
+
+    Returns:
+        The sentence as ``(evidence, conclusion)``, to be joined by ": ".
+    """
+    label = _METRIC_NAMES.get(metric, metric)
+    ranked = sorted(estimates, key=_rank_key)
+    if len(ranked) == 1:
+        only = ranked[0]
+        return (
+            f"At N={n_train}, only {_method_name(only.method)} was run: {label} {only.text()}",
+            "nothing to compare it with.",
+        )
+    reference = next((e for e in ranked if e.method == _REFERENCE_METHOD), ranked[1])
+    challenger = next(e for e in ranked if e is not reference)
+    head = (
+        f"At N={n_train}, {_method_name(challenger.method)}: {label} {challenger.text()} "
+        f"vs {_method_name(reference.method)} {reference.text()}"
+    )
+    difference = challenger.mean - reference.mean
+    if math.isnan(difference):
+        return f"{head} ({label} undefined for one of them)", "no comparison possible."
+    head += f" (difference {difference:+.2f}; "
+    if not (challenger.has_interval and reference.has_interval):
+        return head + "one repeat gives no interval)", "no clear difference can be claimed."
+    if challenger.low <= reference.high and reference.low <= challenger.high:
+        return head + "intervals overlap)", "no clear difference."
+    winner = challenger if difference > 0 else reference
+    return head + "intervals do not overlap)", f"{_method_name(winner.method)} does better."
 
 
-def _img(png: bytes, caption: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
+def _summary_table(n_train: object, metric: str, estimates: Sequence[_Estimate]) -> str:
+    ranked = sorted(estimates, key=_rank_key)
+    best = ranked[0].mean
+    rows = []
+    for e in ranked:
+        is_best = not math.isnan(best) and e.mean == best
+        method = escape(e.method)
+        hint = _METHOD_NAMES.get(e.method)
+        if is_best:
+            method, value = f"<strong>{method}</strong>", f"<strong>{escape(e.text())}</strong>"
+        else:
+            value = escape(e.text())
+        if hint:
+            method += f'<br><span class="hint">{escape(hint)}</span>'
+        row_class = ' class="best"' if is_best else ""
+        rows.append(
+            f"<tr{row_class}><td>{method}</td>"
+            f'<td class="num">{value}</td><td class="num">{e.n_repeats}</td></tr>'
+        )
+    label = escape(_METRIC_NAMES.get(metric, metric))
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f'<table class="summary"><caption>N = {escape(n_train)} training scans</caption>'
+        f"<thead><tr><th>method</th><th>{label} [95% interval]</th><th>repeats</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
-def _figure_png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
-    return buffer.getvalue()
+def _comparison_notes(frame: pd.DataFrame) -> list[str]:
+    notes = []
+    if "n_test" in frame.columns:
+        sizes = pd.to_numeric(frame["n_test"], errors="coerce").dropna()
+        if len(sizes) and sizes.min() < _SMALL_TEST_SET:
+            n = int(sizes.min())
+            notes.append(f"n={n} test scans: each score is noisy and intervals are wide.")
+    if "test_subjects_hash" in frame.columns and frame["test_subjects_hash"].nunique() == 1:
+        notes.append(
+            "Every repeat is scored on the same test scans: the intervals show the "
+            "variation of training, not of test-set sampling."
+        )
+    if "converged" in frame.columns:
+        failed = frame[frame["converged"].astype(str).str.lower().isin(["false", "0", "0.0"])]
+        for (method, n_train), group in failed.groupby(["method", "n_train"], sort=True):
+            total = int(((frame["method"] == method) & (frame["n_train"] == n_train)).sum())
+            notes.append(
+                f"{method} did not converge in {len(group)} of {total} repeat(s) at "
+                f"N={n_train} (see the notes column of comparison.csv)."
+            )
+    return notes
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{path}: expected JSON, got a parse error: {exc}") from exc
+def _transfer_summary(path: Path) -> str:
+    frame = read_csv(path)
+    metric = next((m for m in _SUMMARY_METRICS if m in frame.columns), None)
+    if metric is None:
+        return absent(
+            f"{path.name} has none of the columns {list(_SUMMARY_METRICS)}: "
+            "no comparison to summarise."
+        )
+    summary = summarize_comparison(frame, metrics=[metric])
+    tables, verdicts = [], []
+    for n_train, group in summary.groupby("n_train", sort=True):
+        estimates = [
+            _Estimate(
+                method=str(row["method"]),
+                mean=float(row[f"{metric}_mean"]),
+                low=float(row[f"{metric}_low"]),
+                high=float(row[f"{metric}_high"]),
+                n_repeats=int(row["n_repeats"]),
+            )
+            for row in group.to_dict(orient="records")
+        ]
+        tables.append(_summary_table(n_train, metric, estimates))
+        verdicts.append(_verdict(n_train, metric, estimates))
+    notes = _comparison_notes(frame)
+    return (
+        f"<p>Transfer benchmark ({escape(path.name)}): mean {escape(_METRIC_NAMES[metric])} "
+        "over repeats with a 95% t-interval of the mean; best mean in bold.</p>"
+        '<ul class="verdicts">'
+        + "".join(f"<li>{escape(v)}: <strong>{escape(c)}</strong></li>" for v, c in verdicts)
+        + "</ul>"
+        + f'<div class="tables">{"".join(tables)}</div>'
+        + _notes_html(notes)
+    )
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{path}: expected a CSV table, got: {exc}") from exc
+def _notes_html(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    items = "".join(f'<li class="note">{escape(n)}</li>' for n in notes)
+    return f'<ul class="notes">{items}</ul>'
 
 
-def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(data, Mapping):
-        rows: list[tuple[str, str]] = []
-        for key, value in data.items():
-            rows.extend(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return rows
-    if isinstance(data, list) and len(data) > 20:
-        return [(prefix, f"[{len(data)} items] " + json.dumps(data[:5])[:-1] + ", ...]")]
-    return [(prefix, json.dumps(data) if isinstance(data, list | bool) or data is None else data)]
+def _test_summary(path: Path) -> str:
+    report = read_metrics(path)
+    names = [m for m in _HEADLINE_METRICS if m in report.point] or list(report.point)
+    level = f"{report.ci:.0%}"
+    rows = []
+    for name in names:
+        low, high = report.ci_low[name], report.ci_high[name]
+        interval = "n/a" if math.isnan(low) or math.isnan(high) else f"[{low:.2f}, {high:.2f}]"
+        estimate = report.point[name]
+        shown = "n/a" if math.isnan(estimate) else f"{estimate:.2f}"
+        rows.append([_METRIC_NAMES.get(name, name), shown, interval])
+    notes = []
+    if report.n_samples < _SMALL_TEST_SET:
+        notes.append(f"n={report.n_samples} test scans: intervals are wide.")
+    return (
+        f"<p>Test split ({escape(path.name)}): {report.n_samples} scans of {report.n_groups} "
+        f"subjects; {level} bootstrap intervals over subjects.</p>"
+        + table(["metric", "estimate", f"{level} interval"], rows)
+        + _notes_html(notes)
+    )
+
+
+def _reconstruction_summary(path: Path) -> str:
+    data = read_json(path)
+    found = data if isinstance(data, dict) else {}
+    rows = [
+        [name, f"{found[name]:.4g}"]
+        for name in ("mse", "psnr", "ssim")
+        if isinstance(found.get(name), int | float) and not isinstance(found.get(name), bool)
+    ]
+    if not rows:
+        return ""  # the Results section says what is wrong with the file
+    return f"<p>Reconstruction on the test split ({escape(path.name)}).</p>" + table(
+        ["metric", "mean"], rows
+    )
+
+
+def _summary_section(run_dir: Path) -> str:
+    comparison = run_dir / "comparison.csv"
+    metrics = run_dir / "metrics_test.json"
+    reconstruction = run_dir / "reconstruction_test.json"
+    parts = []
+    if comparison.is_file():
+        parts.append(_transfer_summary(comparison))
+    if metrics.is_file():
+        if parts:
+            parts.append("<h3>The trained model on the test split</h3>")
+        parts.append(_test_summary(metrics))
+    if reconstruction.is_file():
+        parts.append(_reconstruction_summary(reconstruction))
+    if not parts:
+        parts.append(
+            absent(
+                "No comparison.csv, metrics_test.json or reconstruction_test.json: "
+                "nothing to summarise; the sections below show what the run holds."
+            )
+        )
+    return section("summary", "Summary", "".join(parts))
+
+
+def _run_section(run: Mapping[str, Any], run_json: Path, made: str) -> str:
+    top = {k: v for k, v in run.items() if k != "config"}
+    parts = []
+    if top:
+        rows = flatten(top)
+        parts.append(
+            f"<details><summary>Run metadata ({len(rows)} entries from {escape(run_json.name)}: "
+            "kind, dates, steps)</summary>" + table(["key", "value"], rows) + "</details>"
+        )
+    config = run.get("config")
+    if isinstance(config, Mapping) and config:
+        rows = flatten(config)
+        parts.append(
+            f"<details><summary>Configuration ({len(rows)} settings)</summary>"
+            + table(["setting", "value"], rows)
+            + "</details>"
+        )
+    else:
+        parts.append(absent(f"{run_json.name} holds no 'config' object."))
+    parts.append(f'<p class="provenance">Report made {escape(made)}.</p>')
+    return section("run", "Run metadata and configuration", "".join(parts))
 
 
 def _says_synthetic(data: Any) -> bool:
@@ -180,237 +386,49 @@ def _says_synthetic(data: Any) -> bool:
     return False
 
 
-def _splits(run_dir: Path, pattern: str) -> list[str]:
-    prefix, suffix = pattern.split("{split}")
-    found = [
-        p.name[len(prefix) : len(p.name) - len(suffix)]
-        for p in run_dir.glob(pattern.replace("{split}", "*"))
-        if p.is_file()
-    ]
-    return sorted(found, key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else 9, s))
+def _when(value: object) -> str:
+    """An ISO timestamp as ``YYYY-MM-DD HH:MM UTC``; anything else as given."""
+    try:
+        moment = _dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(_dt.timezone.utc)
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def _caption(path: Path) -> str:
-    text = re.sub(r"[_\-]+", " ", path.stem).strip()
-    return text[:1].upper() + text[1:]
+def _provenance(run: Mapping[str, Any], run_dir: Path) -> str:
+    parts = [f"Run folder <code>{escape(run_dir.name)}</code>"]
+    if run.get("kind"):
+        parts.append(f"{escape(run['kind'])} run")
+    if run.get("created"):
+        parts.append(f"created {escape(_when(run['created']))}")
+    version = run.get("transmri_version") or run.get("version")
+    parts.append(f"transmri {escape(version)}" if version else "transmri version not recorded")
+    return f'<p class="provenance">{" · ".join(parts)}</p>'
 
 
-def _section(anchor: str, heading: str, body: str) -> str:
-    return f'<section id="{_e(anchor)}"><h2>{_e(heading)}</h2>{body}</section>'
-
-
-def _run_section(run: Mapping[str, Any], run_json: Path) -> str:
-    top = [(k, v) for k, v in run.items() if k != "config"]
-    parts = [_table(["key", "value"], _flatten(dict(top)))] if top else []
-    config = run.get("config")
-    if isinstance(config, Mapping) and config:
-        parts.append("<h3>Configuration</h3>")
-        parts.append(_table(["setting", "value"], _flatten(config)))
-    else:
-        parts.append(_absent(f"{run_json.name} holds no 'config' object."))
-    return _section("run", "Run", "".join(parts))
-
-
-def _data_section(run_dir: Path) -> str:
-    stats, manifest = run_dir / "data_stats.csv", run_dir / "data.json"
-    parts = []
-    if stats.is_file():
-        parts.append(f"<p>From {_e(stats.name)}.</p>" + _frame_table(_read_csv(stats)))
-    if manifest.is_file():
-        data = _read_json(manifest)
-        parts.append(f"<h3>{_e(manifest.name)}</h3>" + _table(["key", "value"], _flatten(data)))
-    if not parts:
-        parts.append(_absent("No data_stats.csv or data.json: data statistics are not shown."))
-    return _section("data", "Data", "".join(parts))
-
-
-def _history_section(run_dir: Path) -> str:
-    path = run_dir / "history.csv"
-    if not path.is_file():
-        return _section("history", "Training", _absent("No history.csv: curves are not shown."))
-    history = _read_csv(path)
-    if history.empty:
-        return _section("history", "Training", _absent("history.csv has no rows."))
-    body = _img(_figure_png(plot_history(history)), "Training curves (history.csv)")
-    body += "<h3>Last epoch</h3>" + _frame_table(history.tail(1))
-    return _section("history", "Training", body)
-
-
-def _metrics_block(report: MetricsReport, source: str) -> str:
-    frame = report.to_frame()
-    level = f"{report.ci:.0%}"
-    rows = [[r.metric, r.estimate, r.ci_low, r.ci_high] for r in frame.itertuples(index=False)]
-    parts = [
-        f"<p>{_e(source)}: {report.n_samples} scans of {report.n_groups} subjects; "
-        f"{level} percentile intervals from {report.n_boot} bootstrap resamples of subjects.</p>",
-        _table(["metric", "estimate", f"{level} low", f"{level} high"], rows),
-        "<h4>Confusion matrix (rows: true, columns: predicted)</h4>",
-        _table(
-            ["true \\ predicted", *report.classes],
-            [[c, *map(int, row)] for c, row in zip(report.classes, report.confusion_matrix)],
-        ),
-        "<h4>Per class</h4>",
-        _frame_table(report.per_class, index=True),
-    ]
-    parts.extend(f'<p class="note">{_e(note)}</p>' for note in report.notes)
-    return "".join(parts)
-
-
-def _predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    frame = _read_csv(path)
-    classes = [c[len("prob_") :] for c in frame.columns if c.startswith("prob_")]
-    missing = [c for c in ("label",) if c not in frame.columns]
-    if missing or len(classes) < 2:
-        raise DataFormatError(
-            f"{path}: expected columns subject, label and prob_<class> for >= 2 classes, "
-            f"found {list(frame.columns)}"
-        )
-    frame = frame[frame["label"].notna()].reset_index(drop=True)
-    unknown = sorted(set(frame["label"].astype(str)) - set(classes))
-    if unknown:
-        raise DataFormatError(
-            f"{path}, column 'label': expected labels among the prob_ columns' classes "
-            f"{classes}, found {unknown[:5]}"
-        )
-    return frame, classes
-
-
-def _metrics_section(run_dir: Path) -> str:
-    splits = sorted(
-        set(_splits(run_dir, "metrics_{split}.json"))
-        | set(_splits(run_dir, "predictions_{split}.csv")),
-        key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else 9, s),
-    )
-    if not splits:
-        return _section(
-            "metrics",
-            "Results",
-            _absent("No metrics_<split>.json or predictions_<split>.csv: no results are shown."),
-        )
-    figures = run_dir / "figures"
-    parts = []
-    for split in splits:
-        parts.append(f"<h3>Split: {_e(split)}</h3>")
-        metrics_path = run_dir / f"metrics_{split}.json"
-        predictions_path = run_dir / f"predictions_{split}.csv"
-        predictions = _predictions(predictions_path) if predictions_path.is_file() else None
-        if metrics_path.is_file():
-            parts.append(_metrics_block(read_metrics(metrics_path), metrics_path.name))
-        elif predictions is not None and len(predictions[0]):
-            frame, classes = predictions
-            groups = frame["subject"].astype(str) if "subject" in frame else None
-            report = classification_metrics(
-                frame["label"].astype(str),
-                frame[[f"prob_{c}" for c in classes]].to_numpy(),
-                classes=classes,
-                groups=groups,
-            )
-            parts.append(_metrics_block(report, f"computed from {predictions_path.name}"))
-        if predictions is None:
-            parts.append(_absent(f"No predictions_{split}.csv: no confusion matrix or ROC plot."))
-            continue
-        frame, classes = predictions
-        if frame.empty:
-            parts.append(_absent(f"predictions_{split}.csv holds no labelled rows."))
-            continue
-        proba = frame[[f"prob_{c}" for c in classes]].to_numpy()
-        labels = frame["label"].astype(str)
-        if not (figures / f"confusion_matrix_{split}.png").is_file():
-            y = encode_labels(labels, classes)
-            cm = np.bincount(
-                y * len(classes) + proba.argmax(1), minlength=len(classes) ** 2
-            ).reshape(len(classes), -1)
-            fig = plot_confusion_matrix(cm, classes)
-            parts.append(_img(_figure_png(fig), f"Confusion matrix, {split}"))
-        if not (figures / f"roc_{split}.png").is_file():
-            parts.append(_img(_figure_png(plot_roc(labels, proba, classes)), f"ROC, {split}"))
-    return _section("metrics", "Results", "".join(parts))
-
-
-def _embeddings_section(run_dir: Path) -> str:
-    splits = _splits(run_dir, "embeddings_{split}.csv")
-    if not splits:
-        return _section(
-            "embeddings",
-            "Latent space",
-            _absent("No embeddings_<split>.csv: t-SNE and PCA projections are not shown."),
-        )
-    figures = run_dir / "figures"
-    parts = []
-    for split in splits:
-        path = run_dir / f"embeddings_{split}.csv"
-        frame = _read_csv(path)
-        columns = [c for c in frame.columns if re.fullmatch(r"e\d+", str(c))]
-        if "label" not in frame.columns or not columns:
-            raise DataFormatError(
-                f"{path}: expected columns subject, label, e0 .. ek, found {list(frame.columns)}"
-            )
-        if len(frame) < 3:
-            parts.append(_absent(f"{path.name}: {len(frame)} samples, too few to project."))
-            continue
-        codes = frame[columns].to_numpy(dtype=float)
-        labels = frame["label"].fillna("unlabelled").astype(str).to_numpy()
-        parts.append(f"<h3>Split: {_e(split)} ({len(frame)} codes of size {len(columns)})</h3>")
-        if not (figures / f"tsne_{split}.png").is_file():
-            parts.append(_img(_figure_png(plot_tsne(codes, labels)), f"t-SNE, {split}"))
-        if not (figures / f"pca_{split}.png").is_file():
-            parts.append(_img(_figure_png(plot_pca(codes, labels)), f"PCA, {split}"))
-    return _section("embeddings", "Latent space", "".join(parts))
-
-
-def _figures_section(run_dir: Path) -> str:
-    folder = run_dir / "figures"
-    files = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    parts = []
-    for file in files:
-        png = file.read_bytes()
-        if not png.startswith(_PNG_SIGNATURE):
-            parts.append(f'<p class="note">{_e(file.name)}: not a PNG file, skipped.</p>')
-            continue
-        parts.append(_img(png, _caption(file)))
-    if not parts:
-        parts.append(_absent("No PNG files in figures/."))
-    return _section("figures", "Figures", "".join(parts))
-
-
-def _comparison_section(run_dir: Path) -> str:
-    path = run_dir / "comparison.csv"
-    if not path.is_file():
-        return _section(
-            "comparison",
-            "Transfer comparison",
-            _absent("No comparison.csv: this run holds no transfer benchmark."),
-        )
-    frame = _read_csv(path)
-    summary = summarize_comparison(frame)
-    metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
-    rows = []
-    for values in summary.to_dict(orient="records"):
-        cells: list[object] = [values["method"], values["n_train"], values["n_repeats"]]
-        for m in metrics:
-            mean, low, high = values[f"{m}_mean"], values[f"{m}_low"], values[f"{m}_high"]
-            interval = "" if math.isnan(low) else f" [{low:.3f}, {high:.3f}]"
-            cells.append(f"{mean:.3f}{interval}")
-        rows.append(cells)
-    body = (
-        f"<p>From {_e(path.name)}: mean over repeats with a 95% t-interval of the mean.</p>"
-        + _table(["method", "N train", "repeats", *metrics], rows)
-    )
-    for metric in ("auc", "balanced_accuracy"):
-        if metric in frame.columns:
-            fig = plot_learning_curve(frame, metric=metric)
-            body += _img(_figure_png(fig), f"Learning curve: {metric} against training scans")
-    return _section("comparison", "Transfer comparison", body)
+_NAV = (
+    ("summary", "Summary"),
+    ("comparison", "Learning curve"),
+    ("metrics", "Results"),
+    ("history", "Training"),
+    ("embeddings", "Latent space"),
+    ("figures", "Figures"),
+    ("data", "Data"),
+    ("run", "Run details"),
+)
 
 
 def _render(run_dir: Path, title: str | None) -> str:
     run_json = check_existing_file(run_dir / "run.json", what="run.json")
-    run = _read_json(run_json)
+    run = read_json(run_json)
     if not isinstance(run, dict):
         raise DataFormatError(f"{run_json}: expected a JSON object, got {type(run).__name__}")
     manifest = run_dir / "data.json"
     synthetic = _says_synthetic(run) or (
-        manifest.is_file() and _says_synthetic(_read_json(manifest))
+        manifest.is_file() and _says_synthetic(read_json(manifest))
     )
     heading = title or str(run.get("name") or f"transmri run: {run_dir.name}")
     banner = (
@@ -421,22 +439,25 @@ def _render(run_dir: Path, title: str | None) -> str:
         else ""
     )
     made = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # The answer first, the evidence next, the bookkeeping last.
     sections = [
-        _run_section(run, run_json),
-        _data_section(run_dir),
-        _history_section(run_dir),
-        _metrics_section(run_dir),
-        _embeddings_section(run_dir),
-        _comparison_section(run_dir),
-        _figures_section(run_dir),
+        _summary_section(run_dir),
+        comparison_section(run_dir),
+        metrics_section(run_dir),
+        history_section(run_dir),
+        embeddings_section(run_dir),
+        figures_section(run_dir),
+        data_section(run_dir),
+        _run_section(run, run_json, made),
     ]
+    nav = "<nav>" + "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in _NAV) + "</nav>"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(heading)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_e(heading)}</h1>{banner}"
-        f"<p>Run folder <code>{_e(run_dir.name)}</code>; kind {_e(run.get('kind', 'unknown'))}; "
-        f"report made {_e(made)}.</p>" + "".join(sections) + "</body></html>\n"
+        f"<title>{escape(heading)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{escape(heading)}</h1>{banner}{_provenance(run, run_dir)}{nav}"
+        + "".join(sections)
+        + "</body></html>\n"
     )
 
 
