@@ -27,19 +27,24 @@ def main(out: Path, *, tiny: bool) -> Path:
     # 1. A source cohort (Alzheimer-like vs control, T1-like) and a target cohort
     #    (another atrophy pattern, T2-like): subjects named apart so they never collide.
     make_synthetic_cohort(
-        out / "source", SyntheticCohortConfig(n_subjects=n_source, voxel_size=voxel, seed=0)
+        out / "source",
+        SyntheticCohortConfig(
+            n_subjects=n_source, voxel_size=voxel, subject_prefix="source-sub-", seed=0
+        ),
     )
     make_synthetic_cohort(
         out / "target",
         SyntheticCohortConfig(
-            n_subjects=n_target, condition="second", contrast="T2", voxel_size=voxel, seed=1
+            n_subjects=n_target,
+            condition="second",
+            contrast="T2",
+            voxel_size=voxel,
+            subject_prefix="target-sub-",
+            seed=1,
         ),
     )
     source = load_synthetic_cohort(out / "source")
     target = load_synthetic_cohort(out / "target")
-    frame = target.frame.copy()
-    frame["subject"] = "target-" + frame["subject"]
-    target = target.with_frame(frame)
 
     # 2. Pretrain a convolutional autoencoder on the source and save its encoder.
     source_data = DataBunch(source, preprocessing, cache_dir=out / "cache", seed=0)

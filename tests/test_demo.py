@@ -63,3 +63,26 @@ def test_demo_quick_end_to_end_in_chromium(tmp_path: Path) -> None:
     assert len(images) >= 5
     assert all(png is not None and png.startswith(b"\x89PNG") for _, png in images)
     assert external_references(page.dom) == []
+
+
+def test_two_demo_runs_with_one_seed_give_identical_comparison_rows(tmp_path: Path) -> None:
+    """Same seed, same thread count: bit-identical numbers, whatever the folder.
+
+    (A different thread count sums in another order; run.json records it.)
+    """
+    import pandas as pd
+
+    frames = []
+    for name in ("first", "second"):
+        done = transmri("demo", "--quick", "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr[-3000:]
+        frames.append(pd.read_csv(tmp_path / name / "comparison.csv"))
+        run = json.loads((tmp_path / name / "run.json").read_text())
+        assert run["environment"]["torch_threads"] == 1  # the helper sets OMP_NUM_THREADS=1
+        assert run["steps"]["pretrain"]["torch_threads"] == 1
+    # Every column but the wall-clock time must agree exactly.
+    first, second = (f.drop(columns=["seconds"]) for f in frames)
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+    assert len(first) == 4 and first["auc"].notna().all()
+    weights = [tmp_path / n / "pretrain" / "encoder.safetensors" for n in ("first", "second")]
+    assert weights[0].read_bytes() == weights[1].read_bytes()

@@ -181,3 +181,19 @@ def test_run_folder_refuses_another_run(tmp_path: Path) -> None:
     stray = load_experiment(tmp_path / "experiment.yaml", overrides=[f"output={tmp_path / 'junk'}"])
     with pytest.raises(OutputExistsError, match="not empty and not a transmri run"):
         Experiment(stray).check()
+
+
+def test_synthetic_cohorts_get_distinct_subject_ids(tmp_path: Path) -> None:
+    from transmri.data import check_leakage
+    from transmri.experiment.sources import load_cohort
+
+    data = minimal()
+    data["output"] = str(tmp_path / "run")
+    data["data"]["source"]["options"] = {"n_subjects": 2, "voxel_size": 16}
+    data["data"]["target"]["options"] = {"n_subjects": 2, "voxel_size": 16}
+    config = experiment_from_dict(data)
+    source, target = load_cohort(config, "source"), load_cohort(config, "target")
+    assert source.subjects == ["source-sub-0001", "source-sub-0002"]
+    assert target.subjects == ["target-sub-0001", "target-sub-0002"]
+    assert Path(source.paths[0]).name == "source-sub-0001.nii.gz"
+    check_leakage(source.subjects, target.subjects, names=("source", "target"))

@@ -45,6 +45,15 @@ def test_constructor_splits_without_reading_volumes(table: ScanTable) -> None:
     assert data.input_shape == (16, 16, 16)
 
 
+def test_twelve_scans_at_default_fractions_split(make_cohort: Callable[..., Path]) -> None:
+    # Used to fail inside scikit-learn: "n_splits=10 cannot be greater than ...".
+    tiny = ScanTable.from_csv(make_cohort(12, folder="tiny"), mask_col="mask")
+    data = DataBunch(tiny, CONFIG, val_size=0.1, test_size=0.1, seed=42)
+    assert [len(data.splits[n]) for n in ("train", "val", "test")] == [8, 2, 2]
+    for name in ("train", "val", "test"):
+        assert sorted(data.split_table(name).labels) == ["AD", "CN"]  # type: ignore[arg-type]
+
+
 def test_split_tables_and_datasets_agree(table: ScanTable) -> None:
     data = DataBunch(table, CONFIG, seed=1)
     for name in ("train", "val", "test"):

@@ -136,6 +136,43 @@ def test_split_every_class_in_every_split_on_small_cohort() -> None:
         assert set(table.frame["label"].to_numpy()[positions]) == {"CN", "AD"}
 
 
+@pytest.mark.parametrize("weights", [None, (0.75, 0.25)])
+def test_split_tiny_cohort_gets_fewer_folds_not_a_sklearn_error(
+    weights: tuple[float, float] | None,
+) -> None:
+    # 12 scans, one per subject: 10 folds for 0.1 is more than any class has scans;
+    # scikit-learn used to refuse ("n_splits=10 cannot be greater than ...").
+    table = make_table(12, scans_per_subject=1, weights=weights)
+    s = train_val_test_split(table, val_size=0.1, test_size=0.1, seed=0)
+    assert len(s) == 12
+    assert (len(s.train), len(s.val), len(s.test)) == (8, 2, 2)
+    for positions in (s.train, s.val, s.test):
+        assert set(table.frame["label"].to_numpy()[positions]) == {"CN", "AD"}
+    assert train_val_test_split(table, val_size=0.1, test_size=0.1, seed=0) == s
+
+
+def test_carve_names_classes_when_no_fold_is_possible() -> None:
+    from transmri.data.split import _carve
+
+    y = np.array([0, 1], dtype=np.int64)
+    groups = np.array(["s1", "s2"])
+    with pytest.raises(
+        DataFormatError,
+        match=r"^t.csv: split: cannot carve a 0.10 split from scans per class "
+        r"\{'CN': 1, 'AD': 1\}; some class needs at least 2 scans",
+    ):
+        _carve(y, groups, 0.1, 0, classes=["CN", "AD"], where="t.csv: split")
+
+
+def test_import_does_not_load_scikit_learn() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, transmri.data; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_split_val_zero_warns_and_is_empty() -> None:
     table = make_table(30)
     with pytest.warns(UserWarning, match="val_size=0: the validation split is empty"):

@@ -140,6 +140,37 @@ def test_existing_cohort_reused_or_refused(tmp_path: Path) -> None:
     assert len(load_synthetic_cohort(tmp_path / "c")) == 3
 
 
+def test_subject_prefix_names_subjects_and_files(tmp_path: Path) -> None:
+    first = load_synthetic_cohort(
+        make_synthetic_cohort(tmp_path / "a", SyntheticCohortConfig(n_subjects=2)).parent
+    )
+    second_csv = make_synthetic_cohort(
+        tmp_path / "b", SyntheticCohortConfig(n_subjects=2, subject_prefix="siteB_")
+    )
+    second = load_synthetic_cohort(second_csv.parent)
+    assert first.subjects == ["sub-0001", "sub-0002"]
+    assert second.subjects == ["siteB_0001", "siteB_0002"]
+    assert not set(first.subjects) & set(second.subjects)  # no false leakage across cohorts
+    assert (tmp_path / "b" / "scans" / "siteB_0001.nii.gz").exists()
+    assert (tmp_path / "b" / "masks" / "siteB_0002_mask.nii.gz").exists()
+
+
+def test_cohort_made_before_subject_prefix_existed_is_reused(tmp_path: Path) -> None:
+    config = SyntheticCohortConfig(n_subjects=2)
+    csv = make_synthetic_cohort(tmp_path / "c", config)
+    manifest_path = tmp_path / "c" / "cohort.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["subject_prefix"]  # as written by an older transmri
+    manifest_path.write_text(json.dumps(manifest))
+    stamp = (tmp_path / "c" / "scans" / "sub-0001.nii.gz").stat().st_mtime_ns
+    assert make_synthetic_cohort(tmp_path / "c", config) == csv
+    assert (tmp_path / "c" / "scans" / "sub-0001.nii.gz").stat().st_mtime_ns == stamp
+    with pytest.raises(OutputExistsError, match="another config"):
+        make_synthetic_cohort(
+            tmp_path / "c", SyntheticCohortConfig(n_subjects=2, subject_prefix="x-")
+        )
+
+
 def test_config_round_trip_and_validation() -> None:
     config = SyntheticCohortConfig(n_subjects=5, age_range=(60, 80))
     assert config.age_range == (60.0, 80.0)
@@ -154,6 +185,9 @@ def test_config_round_trip_and_validation() -> None:
         ({"head_scale": (1.1, 0.9)}, r"head_scale: expected \(low, high\) with 0 < low <= high"),
         ({"site": ""}, r"site: expected a non-empty name"),
         ({"effect_size": 2.0}, r"effect_size: expected a number in \[0, 1\]"),
+        ({"subject_prefix": ""}, r"subject_prefix: expected 1-64 filename-safe characters"),
+        ({"subject_prefix": "a/b-"}, r"subject_prefix: expected .*got 'a/b-'"),
+        ({"subject_prefix": ".hidden"}, r"subject_prefix: expected .*got '.hidden'"),
     ]
     for kwargs, message in bad:
         with pytest.raises(ConfigError, match=message):

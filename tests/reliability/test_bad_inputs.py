@@ -723,3 +723,134 @@ def test_gzip_bomb_header_is_refused_before_reading(tmp_path: Path) -> None:
     ):
         load_nifti(bomb)
     assert nib.load(bomb).shape == (1024, 1024, 512)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------ the command line
+_EXPERIMENT = {
+    "name": "bad",
+    "data": {
+        "source": {"adapter": "synthetic", "options": {"n_subjects": 20, "voxel_size": 16}},
+        "target": {
+            "adapter": "synthetic",
+            "options": {"n_subjects": 20, "voxel_size": 16, "condition": "second"},
+        },
+    },
+}
+
+#: (kind, exit code, what the one stderr line must match) for the experiment commands.
+_EXPERIMENT_KINDS = [
+    ("missing file", 2, r"error: nope\.yaml: experiment file not found$"),
+    ("malformed YAML", 2, r"error: experiment\.yaml: malformed YAML at line 2, column \d+"),
+    ("unknown key", 2, r"error: experiment\.yaml: unknown key 'model\.hed'; expected one of arch"),
+    (
+        "bad value",
+        2,
+        r"error: experiment\.yaml: finetune\.lr: expected a finite number > 0, got -1",
+    ),
+    ("missing data path", 2, r"error: data\.target\.path: .*/missing\.csv does not exist$"),
+    ("folder with another run", 2, r"error: .*/runs/bad: holds experiment 'bad' with another "),
+    ("read-only output", 1, r"failed: PermissionError: \[Errno 1\] .*'.*/out/run'$"),
+]
+_REPORT_KINDS = [
+    ("missing file", 2, r"error: nope: run folder not found$"),
+    ("a file instead of a folder", 2, r"error: notes\.txt: expected a run folder, found a file$"),
+    ("folder without run.json", 2, r"error: empty/run\.json: run\.json not found$"),
+    ("malformed run.json", 2, r"error: broken/run\.json: expected JSON, got a parse error"),
+    ("read-only output", 1, r"failed: PermissionError: \[Errno 1\] out/report\.html: cannot write"),
+]
+_DEMO_KINDS = [
+    ("bad value", 2, r"error: resolution: expected a voxel size in \[4, 16\] mm, got 2\.0$"),
+    ("folder with another run", 2, r"error: .*/other: holds experiment 'zzz' with another config"),
+    ("read-only output", 1, r"failed: PermissionError: \[Errno 1\] .*'.*/out/demo'$"),
+]
+
+
+def _cli_cases() -> list[Any]:
+    params = []
+    for command in ("run", "prepare", "stats"):
+        for kind, code, match in _EXPERIMENT_KINDS:
+            params.append(
+                pytest.param(command, kind, code, match, id=f"transmri {command}: {kind}")
+            )
+    for command, kinds in (("report", _REPORT_KINDS), ("demo", _DEMO_KINDS)):
+        for kind, code, match in kinds:
+            params.append(
+                pytest.param(command, kind, code, match, id=f"transmri {command}: {kind}")
+            )
+    return params
+
+
+def _cli_args(command: str, kind: str, tmp: Path) -> list[str]:
+    """Write the bad input of ``kind`` under ``tmp``; return the command's arguments."""
+    import yaml
+
+    if command == "report":
+        run = {
+            "missing file": "nope",
+            "a file instead of a folder": "notes.txt",
+            "folder without run.json": "empty",
+            "malformed run.json": "broken",
+            "read-only output": "out",
+        }[kind]
+        (tmp / "notes.txt").write_text("not a run\n")
+        (tmp / "empty").mkdir()
+        (tmp / "broken").mkdir()
+        (tmp / "broken" / "run.json").write_text("{oops")
+        (tmp / "out").mkdir()
+        (tmp / "out" / "run.json").write_text('{"kind": "experiment", "name": "x"}')
+        return ["report", run]
+    if command == "demo":
+        if kind == "bad value":
+            return ["demo", "--quick", "--resolution", "2", "--out", "d"]
+        if kind == "folder with another run":
+            (tmp / "other").mkdir()
+            (tmp / "other" / "run.json").write_text('{"kind": "experiment", "name": "zzz"}')
+            return ["demo", "--quick", "--out", "other"]
+        (tmp / "out").mkdir()
+        return ["demo", "--quick", "--out", "out/demo"]
+    data: dict[str, Any] = {**_EXPERIMENT}
+    text = None
+    if kind == "malformed YAML":
+        text = "name: [oops\ndata: {"
+    elif kind == "unknown key":
+        data = {**data, "model": {"hed": "gap"}}
+    elif kind == "bad value":
+        data = {**data, "finetune": {"lr": -1}}
+    elif kind == "missing data path":
+        data = {
+            **data,
+            "data": {**data["data"], "target": {"adapter": "csv", "path": "missing.csv"}},
+        }
+    elif kind == "folder with another run":
+        (tmp / "runs" / "bad").mkdir(parents=True)
+        (tmp / "runs" / "bad" / "run.json").write_text('{"kind": "experiment", "name": "bad"}')
+    experiment = tmp / "experiment.yaml"
+    experiment.write_text(text if text is not None else yaml.safe_dump(data))
+    if kind == "missing file":
+        return [command, "nope.yaml"]
+    if kind == "read-only output":
+        (tmp / "out").mkdir()
+        return [command, "experiment.yaml", "--out", "out/run"]
+    return [command, "experiment.yaml"]
+
+
+@pytest.mark.parametrize(("command", "kind", "code", "match"), _cli_cases())
+def test_cli_bad_input(tmp_path: Path, command: str, kind: str, code: int, match: str) -> None:
+    """Exit 2 for a bad input, 1 for a runtime failure; one line on stderr; nothing written."""
+    from contextlib import nullcontext
+
+    from tests.test_cli import files, transmri
+
+    args = _cli_args(command, kind, tmp_path)
+    before = files(tmp_path)
+    guard = _immutable(tmp_path / "out") if kind == "read-only output" else nullcontext()
+    with guard:
+        done = transmri(*args, cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, done.stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    prefix = "transmri: error: " if code == 2 else "transmri: failed: "
+    assert lines[0].startswith(prefix), lines[0]
+    assert re.search(match, lines[0]), lines[0]
+    assert files(tmp_path) == before  # nothing written, not even a temp file
+    _record(kind, f"transmri {command}", f"exit {code}: {lines[0]}")

@@ -126,3 +126,67 @@ def test_leakage_names_subjects() -> None:
     with pytest.raises(DataLeakageError, match="share 2 subject\\(s\\): 'a', 'c'"):
         check_encoder_leakage(card, ["c", "a", "z"], where="enc")
     check_encoder_leakage(card, ["z"], where="enc")
+
+
+def test_interrupted_save_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transmri.training import encoder_io
+
+    _save(tmp_path, ConvEncoder(channels=(4, 8)))
+    newer = ConvEncoder(channels=(4, 8))
+    with torch.no_grad():
+        for p in newer.parameters():
+            p.add_(1.0)
+
+    def killed(*args: object, **kwargs: object) -> Path:
+        raise KeyboardInterrupt  # the process dies after the weights, before the card
+
+    monkeypatch.setattr(encoder_io, "atomic_write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, newer)
+    monkeypatch.undo()
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+    with pytest.raises(
+        IntegrityError,
+        match=r"encoder\.safetensors: written by another save than its card .*encoder\.json "
+        r"\(save_id \w+ in the weights, \w+ in the card\): an interrupted or concurrent save",
+    ):
+        load_encoder(tmp_path / "run")
+    _save(tmp_path, newer)  # saving again repairs it
+    loaded, _ = load_encoder(tmp_path / "run")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in newer.state_dict().items())
+
+
+def test_two_savers_do_not_share_a_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import safetensors.torch
+
+    first, second = ConvEncoder(channels=(4, 8)), ConvEncoder(channels=(4, 8))
+    real_save_file = safetensors.torch.save_file
+    calls: list[str] = []
+
+    def interleaved(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+        calls.append(filename)
+        real_save_file(tensors, filename, metadata=metadata)
+        if len(calls) == 1:  # a second saver runs while the first is about to rename
+            _save(tmp_path, second)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interleaved)
+    _save(tmp_path, first)
+    monkeypatch.undo()
+    assert len(calls) == 2 and calls[0] != calls[1]
+    loaded, card = load_encoder(tmp_path / "run")  # the last to finish wins, consistently
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in first.state_dict().items())
+    assert len(card["save_id"]) == 16
+
+
+def test_equal_weights_give_byte_identical_files(tmp_path: Path) -> None:
+    # The save_id comes from the content, so re-saving the same weights changes nothing
+    # (the transfer benchmark keys its folder on the encoder's sha256).
+    torch.manual_seed(0)
+    encoder = ConvEncoder(channels=(4, 8))
+    _, first = _save(tmp_path / "a", encoder)
+    _, second = _save(tmp_path / "b", encoder)
+    weights = "encoder.safetensors"
+    assert (first.parent / weights).read_bytes() == (second.parent / weights).read_bytes()
+    assert json.loads(first.read_text())["sha256"] == json.loads(second.read_text())["sha256"]

@@ -190,10 +190,12 @@ def test_checkpoint_from_other_architecture(make_data: MakeData, tmp_path: Path)
 def test_run_folder_refuses_another_run(make_data: MakeData, tmp_path: Path) -> None:
     data = make_data()
     _ae(data, tmp_path / "run").fit(1)
-    _ae(data, tmp_path / "run").fit(1)  # the same run may reuse its folder
+    _ae(data, tmp_path / "run").fit(1).evaluate("val")  # the same run may reuse its folder
+    assert (tmp_path / "run" / "reconstruction_val.json").is_file()
     with pytest.raises(OutputExistsError, match=r"holds a different run .*model_type"):
         _clf(data, tmp_path / "run").fit(1)
     _clf(data, tmp_path / "run", overwrite=True).fit(1)
+    assert not (tmp_path / "run" / "reconstruction_val.json").exists()  # the old run's results
     assert (
         json.loads((tmp_path / "run" / "run.json").read_text())["identity"]["model_type"]
         == "classifier"

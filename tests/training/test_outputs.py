@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ from sklearn.metrics import confusion_matrix
 
 from transmri.data import DataBunch
 from transmri.errors import CheckpointError, ConfigError, IntegrityError, NotFittedError
+from transmri.evaluation import build_report
+from transmri.evaluation.metrics import read_metrics
 from transmri.models import ConvAutoEncoder, ConvEncoder, EncoderClassifier
 from transmri.training import Learner
 
@@ -57,16 +60,73 @@ def test_predictions_follow_dataset_order(make_data: MakeData, tmp_path: Path) -
 def test_evaluate_whole_split_and_writes_json(make_data: MakeData, tmp_path: Path) -> None:
     data = make_data()
     learner = _clf(data, tmp_path / "run").fit(1)
-    metrics = learner.evaluate("test")
+    metrics = learner.evaluate("test", n_boot=50)
     assert metrics["n"] == len(data.test_ds)
-    assert {"loss", "ce", "accuracy", "balanced_accuracy", "auc"} <= set(metrics)
-    saved = json.loads((tmp_path / "run" / "metrics_test.json").read_text())
-    assert saved["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert {"loss", "ce", "accuracy", "balanced_accuracy", "auc", "f1"} <= set(metrics)
+    # The file is the evaluation stage's format (subject-grouped bootstrap intervals).
+    saved = read_metrics(tmp_path / "run" / "metrics_test.json")
+    assert saved.point["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert saved.n_groups == len(set(data.subjects("test"))) and saved.n_boot == 50
+    assert saved.ci_low["accuracy"] <= metrics["accuracy"] <= saved.ci_high["accuracy"]
     torch.manual_seed(0)
     ae = Learner(data, ConvAutoEncoder(channels=(4, 8)), tmp_path / "ae", progress=False).fit(1)
-    assert set(ae.evaluate("val")) == {"loss", "mse", "n"}
+    scores = ae.evaluate("val")
+    assert set(scores) == {"loss", "mse", "psnr", "ssim", "n"}
+    assert 0 < scores["ssim"] <= 1 and np.isfinite(scores["psnr"])
+    assert not (tmp_path / "ae" / "metrics_val.json").exists()
+    written = json.loads((tmp_path / "ae" / "reconstruction_val.json").read_text())
+    assert written["n_samples"] == len(data.val_ds)
+    assert written["ssim"] == pytest.approx(scores["ssim"])
     with pytest.raises(ConfigError, match="predict: the model returns no 'logits'"):
         ae.predict()
+
+
+def test_report_renders_what_evaluate_wrote(make_data: MakeData, tmp_path: Path) -> None:
+    data = make_data()
+    learner = _clf(data, tmp_path / "run").fit(1)
+    metrics = learner.evaluate("test", n_boot=20)
+    page = build_report(tmp_path / "run").read_text()
+    assert "metrics_test.json: " in page and "bootstrap resamples of subjects" in page
+    table = page[page.index("metrics_test.json: ") :]
+    for name in ("accuracy", "balanced_accuracy", "auc"):
+        assert f'<td>{name}</td><td class="num">{metrics[name]:.4g}</td>' in table
+    torch.manual_seed(0)
+    ae = Learner(data, ConvAutoEncoder(channels=(4, 8)), tmp_path / "ae", progress=False).fit(1)
+    ae.evaluate("test")
+    page = build_report(tmp_path / "ae").read_text()
+    assert "Reconstruction (reconstruction_test.json, mean over" in page
+    assert "<td>ssim</td>" in page
+
+
+def test_pretrained_encoder_encodes_before_fit_but_cannot_predict(
+    make_data: MakeData, tmp_path: Path
+) -> None:
+    from transmri.training import create_autoencoder
+
+    source = make_data(n=12, folder="src", prefix="src")
+    pretrain = create_autoencoder(source, tmp_path / "pre", channels=(4, 8), progress=False)
+    card = pretrain.fit(1).save_encoder()
+    target = make_data(n=12, folder="tgt", prefix="tgt")
+    learner = Learner.from_pretrained(target, card, tmp_path / "ft", progress=False)
+    assert learner.encoder_fitted_ and not learner.fitted_
+    codes, _, _ = learner.encode_data("val")
+    with torch.no_grad():
+        pretrain.model.eval()
+        image = target.val_ds[0]["image"][None]
+        expected = pretrain.model.encode(image).mean(dim=(2, 3, 4))[0].numpy()
+    np.testing.assert_allclose(codes[0], expected, atol=1e-5)  # the pretrained weights
+    for call in (learner.predict, learner.evaluate):
+        with pytest.raises(
+            NotFittedError, match=r"the encoder is pretrained but the new head has not been trained"
+        ):
+            call()
+    learner.reset_model()
+    assert not learner.encoder_fitted_
+    with pytest.raises(NotFittedError, match="encode_data: the encoder has not been trained"):
+        learner.encode_data("val")
+    # a fresh Learner (random weights) still refuses to encode
+    with pytest.raises(NotFittedError, match="encode_data: the encoder has not been trained"):
+        _clf(target, tmp_path / "fresh").encode_data("val")
 
 
 def test_encode_data_is_eval_no_grad_and_ordered(make_data: MakeData, tmp_path: Path) -> None:
@@ -110,6 +170,68 @@ def test_save_load_round_trip_and_checks(make_data: MakeData, tmp_path: Path) ->
         fresh.load("final")
     with pytest.raises(ConfigError, match="name: expected letters"):
         fresh.save("../escape")
+
+
+def test_load_refuses_non_safetensors_and_incomplete_cards(
+    make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data()
+    learner = _clf(data, tmp_path / "run").fit(1)
+    weights = learner.save("final")
+    card_file = weights.with_suffix(".json")
+    card = json.loads(card_file.read_text())
+    # Not safetensors, but the card's checksum matches (e.g. a file saved by another tool).
+    weights.write_bytes(b"this is not a safetensors file at all")
+    card["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(
+        CheckpointError, match=r"final.safetensors: expected a safetensors file, got an unreadable"
+    ):
+        learner.load("final")
+    del card["sha256"]
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match=r"final.json: expected a 'sha256' entry"):
+        learner.load("final")
+    card["sha256"] = "0" * 64
+    del card["model"]
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(IntegrityError, match=r"final.safetensors: sha256 mismatch"):
+        learner.load("final")
+
+
+def test_save_survives_a_second_saver_and_names_an_interrupted_save(
+    make_data: MakeData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_data()
+    first = _clf(data, tmp_path / "run").fit(1)
+    second = _clf(data, tmp_path / "run", channels=(4, 8, 8))
+    second.model.load_state_dict(first.model.state_dict())
+    with torch.no_grad():
+        for p in second.model.parameters():
+            p.add_(1.0)
+    second.fitted_ = True
+    # Another saver writes the same name while this one is between writing its
+    # temporary file and renaming it: the two must not share a temporary file.
+    import safetensors.torch
+
+    real_save_file = safetensors.torch.save_file
+    calls: list[str] = []
+
+    def interleaved(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+        calls.append(filename)
+        real_save_file(tensors, filename, metadata=metadata)
+        if len(calls) == 1:
+            second.save("final")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interleaved)
+    first.save("final")
+    monkeypatch.undo()
+    assert len(calls) == 2 and calls[0] != calls[1]
+    check = _clf(data, tmp_path / "run")
+    check.load("final")  # the save that finished last wins, weights and card agree
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(check.model.state_dict()[key], value)
+    assert not list((tmp_path / "run" / "models").glob(".*.tmp"))
 
 
 def test_reset_model_reinitialises(make_data: MakeData, tmp_path: Path) -> None:

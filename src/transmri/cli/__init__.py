@@ -74,6 +74,8 @@ def _report(args: argparse.Namespace) -> int:
     from transmri.evaluation import build_report
 
     run_dir = Path(args.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"{run_dir}: expected a run folder, found a file")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run folder not found")
     path = build_report(run_dir, title=args.title)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.model_selection import StratifiedGroupKFold
 
 from transmri._validation import check_fraction, check_positive_int
 from transmri.data.table import ScanTable
@@ -162,6 +161,10 @@ def _check_subjects_per_class(
 
 def _folds(y: IntArray, groups: npt.NDArray[np.str_], n_splits: int, seed: int) -> list[IntArray]:
     """Test positions (into ``y``) of each stratified, grouped fold."""
+    # Imported here: scikit-learn takes seconds to import, and `import transmri.data`
+    # should not pay for it until a split is made.
+    from sklearn.model_selection import StratifiedGroupKFold
+
     n_splits = min(n_splits, len(np.unique(groups)))
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
@@ -171,24 +174,45 @@ def _folds(y: IntArray, groups: npt.NDArray[np.str_], n_splits: int, seed: int) 
 
 
 def _carve(
-    y: IntArray, groups: npt.NDArray[np.str_], fraction: float, seed: int
+    y: IntArray,
+    groups: npt.NDArray[np.str_],
+    fraction: float,
+    seed: int,
+    *,
+    classes: Sequence[str],
+    where: str,
 ) -> tuple[IntArray, IntArray]:
     """Split positions ``0..len(y)-1`` into (taken, rest) with ~``fraction`` taken.
 
     The fold count follows from the fraction (0.1 -> 10 folds, one taken); among
     the folds, one holding every class and closest to the wanted size is chosen.
+    A cohort too small for that many folds (scikit-learn refuses more folds than
+    the largest class has scans) gets fewer, larger folds: 12 scans at 0.1 give
+    6 folds of about 2 scans rather than an error.
     """
     everything = np.arange(len(y), dtype=np.int64)
     if fraction <= 0:
         return np.zeros(0, dtype=np.int64), everything
     small = fraction if fraction <= 0.5 else 1.0 - fraction
-    n_splits = max(2, round(1.0 / small))
+    counts = np.bincount(y)
+    n_splits = min(max(2, round(1.0 / small)), int(counts.max()))
+    if n_splits < 2:
+        found = ", ".join(
+            f"{classes[i] if i < len(classes) else '<all>'!r}: {int(c)}"
+            for i, c in enumerate(counts)
+            if c
+        )
+        raise DataFormatError(
+            f"{where}: cannot carve a {fraction:.2f} split from scans per class {{{found}}}; "
+            "some class needs at least 2 scans from 2 subjects - add scans or lower the "
+            "number of splits (val_size=0 or test_size=0)"
+        )
     folds = _folds(y, groups, n_splits, seed)
-    classes = set(np.unique(y).tolist())
+    present = set(np.unique(y).tolist())
     want = small * len(y)
 
     def score(fold: IntArray) -> tuple[int, float]:
-        missing = len(classes - set(np.unique(y[fold]).tolist()))
+        missing = len(present - set(np.unique(y[fold]).tolist()))
         return missing, abs(len(fold) - want)
 
     best = min(range(len(folds)), key=lambda i: score(folds[i]))
@@ -212,7 +236,9 @@ def train_val_test_split(
     The fraction sets the number of ``StratifiedGroupKFold`` folds
     (``test_size=0.1`` -> 10 folds, one of which becomes the test set), so the
     realised fractions are close to, not exactly, the ones asked for; on very
-    small cohorts each fold holds at least one subject. An unlabelled table
+    small cohorts each fold holds at least one subject, and the fold count is
+    lowered to what the largest class allows (12 scans, 6 per class, at
+    ``val_size=test_size=0.1`` give about 8/2/2 scans rather than an error). An unlabelled table
     (or ``stratify=False``) gets a grouped split without stratification.
 
     Args:
@@ -267,10 +293,14 @@ def train_val_test_split(
     )
     groups = np.asarray(table.subjects)
 
-    test, rest = _carve(y, groups, test_size, seed)
+    classes = table.labels if stratified else []
+    where = f"{table.source}: train/val/test split"
+    test, rest = _carve(y, groups, test_size, seed, classes=classes, where=where)
     val = np.zeros(0, dtype=np.int64)
     if val_size > 0:
-        val_in_rest, train_in_rest = _carve(y[rest], groups[rest], val_size / (1 - test_size), seed)
+        val_in_rest, train_in_rest = _carve(
+            y[rest], groups[rest], val_size / (1 - test_size), seed, classes=classes, where=where
+        )
         val, rest = rest[val_in_rest], rest[train_in_rest]
     return SplitIndices(train=np.sort(rest), val=np.sort(val), test=np.sort(test))
 
@@ -336,7 +366,14 @@ def kfold_splits(
             val = np.zeros(0, dtype=np.int64)
             if val_size > 0:
                 frac = val_size * len(table) / len(rest)
-                taken, kept = _carve(y[rest], groups[rest], min(frac, 0.9), seed + r)
+                taken, kept = _carve(
+                    y[rest],
+                    groups[rest],
+                    min(frac, 0.9),
+                    seed + r,
+                    classes=table.labels if stratified else [],
+                    where=f"{table.source}: {what}",
+                )
                 val, rest = rest[taken], rest[kept]
             out.append(SplitIndices(train=np.sort(rest), val=np.sort(val), test=test))
     return out

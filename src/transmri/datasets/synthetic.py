@@ -34,6 +34,7 @@ Folder written::
       participants.csv        path, subject, label, age, sex, site, mask, severity,
                               condition, contrast, synthetic (always True)
       scans/sub-0001.nii.gz   float32, RAS affine with voxel_size mm voxels
+                              (``subject_prefix`` + a 4-digit number)
       masks/sub-0001_mask.nii.gz   per-scan brain mask (uint8): the deformation moves
                               each brain, so one mask cannot fit all
       brain_mask.nii.gz       union of the per-scan masks (a dataset-wide mask)
@@ -45,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -86,6 +88,9 @@ SYNTHETIC_LABELS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {"alzheimer": ("CN", "AD"), "second": ("HC", "PD-like"), "none": ("CN", "CN")}
 )
 
+#: A subject prefix that is safe in file names on every platform.
+_PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
 _README = """\
 SYNTHETIC DATA - NOT FROM REAL PEOPLE.
 
@@ -122,6 +127,11 @@ class SyntheticCohortConfig:
             females /1.02 on top).
         age_range: range of ages, years.
         site: value of the ``site`` column (name a cohort's scanner/site).
+        subject_prefix: start of every subject id and file name
+            (``subject_prefix + "0001"``...). Give two cohorts that are used
+            together different prefixes, or their subjects look like the same
+            people to leakage checks. Letters, digits, ``-``, ``_`` and ``.``;
+            not starting with ``.``; at most 64 characters.
         seed: random seed; the same config gives identical data.
 
     Example:
@@ -143,6 +153,7 @@ class SyntheticCohortConfig:
     head_scale: tuple[float, float] = (0.92, 1.08)
     age_range: tuple[float, float] = (55.0, 90.0)
     site: str = "synthetic-A"
+    subject_prefix: str = "sub-"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -161,6 +172,11 @@ class SyntheticCohortConfig:
             _check_range(name, getattr(self, name))
         if not isinstance(self.site, str) or not self.site.strip():
             raise ConfigError(f"site: expected a non-empty name, got {self.site!r}")
+        if not isinstance(self.subject_prefix, str) or not _PREFIX.fullmatch(self.subject_prefix):
+            raise ConfigError(
+                "subject_prefix: expected 1-64 filename-safe characters (letters, digits, "
+                f"'-', '_', '.'; not starting with '.'), got {self.subject_prefix!r}"
+            )
         check_positive_int("seed", self.seed, minimum=0)
         # Normalise lists (e.g. from JSON) to tuples and ints to floats.
         for name in ("intensity_scale", "head_scale", "age_range"):
@@ -241,10 +257,10 @@ def make_synthetic_cohort(
     csv_path = out / "participants.csv"
     manifest_path = out / "cohort.json"
     if manifest_path.exists() and not overwrite:
-        previous = _read_manifest(manifest_path).get("config")
-        if previous == config.to_dict() and _complete(csv_path):
+        same = _same_config(_read_manifest(manifest_path).get("config"), config)
+        if same and _complete(csv_path):
             return csv_path
-        if previous != config.to_dict():
+        if not same:
             raise OutputExistsError(
                 f"{out}: holds a synthetic cohort made with another config "
                 f"({manifest_path}); pass overwrite=True or choose another folder"
@@ -288,7 +304,7 @@ def make_synthetic_cohort(
             bias_field=config.bias_field,
             noise_std=config.noise_std,
         )
-        subject = f"sub-{i + 1:04d}"
+        subject = f"{config.subject_prefix}{i + 1:04d}"
         scan_rel = f"scans/{subject}.nii.gz"
         mask_rel = f"masks/{subject}_mask.nii.gz"
         _save_nifti(out / scan_rel, image, template.out_affine)
@@ -357,6 +373,16 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DataFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def _same_config(previous: object, config: SyntheticCohortConfig) -> bool:
+    """Whether a manifest's config is ``config`` (settings added since default as now)."""
+    if not isinstance(previous, dict):
+        return False
+    try:
+        return SyntheticCohortConfig.from_dict(previous) == config
+    except (ConfigError, TypeError, ValueError):
+        return False
 
 
 def _complete(csv_path: Path) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "EXPERIMENT_ARTIFACTS",
     "check_run_folder",
     "config_identity",
+    "environment",
     "open_run_folder",
     "read_run_json",
     "record_step",
@@ -168,6 +169,7 @@ def open_run_folder(
         "synthetic": synthetic,
         "identity": identity,
         "steps": previous.get("steps", {}),
+        "environment": environment(),
         "config": dict(config),
     }
     write_text(run_dir / "run.json", json.dumps(run, indent=2, default=str) + "\n")
@@ -175,11 +177,38 @@ def open_run_folder(
     return run_dir
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def environment() -> dict[str, Any]:
+    """What, besides the seed, decides the exact numbers of a run.
+
+    The same seed gives bit-identical results with the same ``torch_threads``
+    (intra-op threads: ``OMP_NUM_THREADS`` or the number of cores) on the same
+    machine and library versions. Another thread count sums in another order,
+    so losses differ in the last digits and, over many epochs, a model near
+    chance can change its test AUC (see ``docs/RELIABILITY.md``).
+    """
+    import platform
+
+    import torch
+
+    return {
+        "torch_threads": _torch_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
 def record_step(run_dir: Path, step: str, summary: Mapping[str, Any]) -> None:
     """Note in ``run.json`` that ``step`` finished, with a short summary."""
     run = read_run_json(run_dir)
     steps = dict(run.get("steps", {}))
     finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    steps[step] = {"finished": finished, **dict(summary)}
+    steps[step] = {"finished": finished, "torch_threads": _torch_threads(), **dict(summary)}
     run["steps"] = steps
     write_text(run_dir / "run.json", json.dumps(run, indent=2, default=str) + "\n")

@@ -207,8 +207,6 @@ class Experiment(ExperimentState):
                 self.run_dir / "embed",
                 **self._learner_options(self.config.finetune.batch_size),
             )
-            # The encoder is used as pretrained; encode_data wants a "fitted" Learner.
-            learner.fitted_ = True
             prefix = "embeddings_pretrained-"
         written = []
         for split in splits:

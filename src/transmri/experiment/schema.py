@@ -62,7 +62,7 @@ ADAPTER_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "ixi": ("task", "demographics", "mask_dir", "young_max", "old_min"),
     "synthetic": ("n_subjects", "disease_fraction", "condition", "effect_size", "contrast",
                   "voxel_size", "bias_field", "noise_std", "intensity_scale", "deformation",
-                  "head_scale", "age_range", "site", "seed"),
+                  "head_scale", "age_range", "site", "subject_prefix", "seed"),
 }  # fmt: skip
 ADAPTERS: tuple[str, ...] = tuple(ADAPTER_OPTIONS)
 _OBJECTIVES = ("mixed", "autoencoder", "vae")

@@ -73,14 +73,12 @@ def _synthetic(config: ExperimentConfig, role: str, path: Path) -> ScanTable:
     options: dict[str, Any] = dict(getattr(config.data, role).options)
     options.setdefault("seed", config.seed + (0 if role == "source" else 1))
     options.setdefault("site", f"synthetic-{role}")
+    # Distinct subject ids across the two cohorts, or they would look like the
+    # same people to the leakage checks.
+    options.setdefault("subject_prefix", f"{role}-sub-")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     make_synthetic_cohort(path, SyntheticCohortConfig(**options))
-    table = load_synthetic_cohort(path)
-    # Every synthetic cohort numbers its subjects sub-0001...: make them distinct
-    # across cohorts, or they would look like the same people (leakage checks).
-    frame = table.frame.copy()
-    frame["subject"] = [f"{role}-{s}" for s in frame["subject"]]
-    return table.with_frame(frame)
+    return load_synthetic_cohort(path)
 
 
 def load_cohort(config: ExperimentConfig, role: str) -> ScanTable:

@@ -45,14 +45,30 @@ class SeededSampler(DistributedSampler):
     Fabric's loader wrapper calls ``set_epoch`` with its own count of
     iterations, which restarts at 0 in a resumed run; the order must instead
     follow the run's epoch number, so ``set_epoch`` is ignored here.
+
+    :meth:`use_epoch` also reseeds the random augmentation of the dataset (and
+    the seeds of the loader's workers, through ``worker_generator``) from
+    ``(seed, epoch, rank)``: an epoch draws the same flips and affines whether
+    the run went straight through or was resumed from a checkpoint, with no
+    random state to store.
     """
+
+    worker_generator: torch.Generator | None = None
+    """The loader's generator, from which each epoch's worker seeds are drawn."""
 
     def set_epoch(self, epoch: int) -> None:
         """Ignored (see the class docstring)."""
 
     def use_epoch(self, epoch: int) -> None:
-        """Shuffle as for ``epoch`` (the same order on every rank and after a resume)."""
+        """Shuffle and augment as for ``epoch`` (the same on every run and after a resume)."""
         self.epoch = epoch
+        state = np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(2)
+        transform = getattr(self.dataset, "transform", None)
+        set_random_state = getattr(transform, "set_random_state", None)
+        if callable(set_random_state):
+            set_random_state(seed=int(state[0]))
+        if self.worker_generator is not None:
+            self.worker_generator.manual_seed(int(state[1]))
 
 
 class LearnerCore:
@@ -125,6 +141,9 @@ class LearnerCore:
                 "opt_fn": getattr(self.opt_fn, "__qualname__", repr(self.opt_fn)),
                 "model": self.model_config(),
                 "world_size": fabric.world_size,
+                # Another thread count sums in another order: results differ in the
+                # last digits (the same seed is bit-identical only with the same count).
+                "torch_threads": torch.get_num_threads(),
             }
             prepare_run_folder(self.path, identity, config=settings, overwrite=self.overwrite)
             self.data.save(self.path / "data.json")
@@ -166,6 +185,7 @@ class LearnerCore:
             num_workers=self.config.num_workers,
             sampler=sampler,
         )
+        sampler.worker_generator = loader.generator
         return fabric.setup_dataloaders(loader, use_distributed_sampler=False), sampler
 
     # ----------------------------------------------------------- objective

@@ -12,7 +12,15 @@ The card says everything needed to reuse the encoder honestly elsewhere:
 - ``training_subjects``: every subject the encoder saw (train and validation
   splits), for leakage checks against a target test set;
 - ``metrics``: a summary of the pretraining run;
-- ``weights_file`` and ``sha256`` of the weights, checked before loading.
+- ``weights_file`` and ``sha256`` of the weights, checked before loading;
+  ``save_id`` (an id of the tensors' content), also stored in the weights'
+  header, tells a card and weights from two different saves (an interrupted
+  save) apart from a corrupt file.
+
+The weights are written first, under a unique temporary name then renamed,
+and the card last (atomically, with the digest of the bytes just written):
+a crash never leaves a half-written file, and a card never points to
+weights it does not describe without :func:`load_encoder` saying so.
 
 Example:
     >>> encoder, card = load_encoder("runs/pretrain/encoder.json")  # doctest: +SKIP
@@ -29,13 +37,19 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from transmri._version import __version__
 from transmri.data.split import check_leakage
 from transmri.errors import CheckpointError, ConfigError, DataFormatError
-from transmri.training._files import atomic_write_json, read_json, sha256_file, verify_sha256
+from transmri.training._files import (
+    atomic_save_tensors,
+    atomic_write_json,
+    read_json,
+    tensors_id,
+    verify_weights,
+)
 
 __all__ = [
     "CARD_FORMAT",
@@ -79,14 +93,9 @@ def save_encoder(
         metrics: a summary of the pretraining (e.g. best ``val_loss``).
     """
     weights = _weights_path(Path(path))
-    weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()}
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "transmri": __version__})
-        os.replace(tmp, weights)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_id = tensors_id(tensors)
+    digest = atomic_save_tensors(tensors, weights, save_id=save_id)
     card = {
         "format_version": CARD_FORMAT,
         "transmri_version": __version__,
@@ -99,7 +108,8 @@ def save_encoder(
         "training_subjects": sorted(str(s) for s in training_subjects),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "weights_file": weights.name,
-        "sha256": sha256_file(weights),
+        "sha256": digest,
+        "save_id": save_id,
     }
     return atomic_write_json(weights.with_suffix(".json"), card)
 
@@ -165,7 +175,8 @@ def load_encoder(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
 
     Raises:
         FileNotFoundError: the card or the weights file is missing.
-        IntegrityError: the weights' sha256 differs from the card's (names the file).
+        IntegrityError: the weights' sha256 differs from the card's (names the file,
+            and says when the two come from different saves).
         CheckpointError: the weights do not fit the architecture.
     """
     card_file = _card_path(Path(path))
@@ -174,7 +185,7 @@ def load_encoder(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: encoder weights named by {card_file} not found")
     if "sha256" in card:
-        verify_sha256(weights, card["sha256"], source=str(card_file))
+        verify_weights(weights, card, card_file=card_file)
     else:
         warnings.warn(f"{card_file}: no sha256 recorded; weights not verified", stacklevel=2)
     from transmri.models import build_model

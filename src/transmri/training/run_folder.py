@@ -36,7 +36,8 @@ RUN_ARTIFACTS: tuple[str, ...] = (
     "figures",
     "tensorboard",
 )
-"""What ``overwrite=True`` removes (plus ``predictions_*``, ``metrics_*``, ``embeddings_*``)."""
+"""What ``overwrite=True`` removes (plus ``predictions_*``, ``metrics_*``,
+``reconstruction_*``, ``embeddings_*``)."""
 
 
 def _digest(obj: Any) -> str:
@@ -67,7 +68,8 @@ def _remove_artifacts(root: Path) -> None:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    for pattern in ("predictions_*.csv", "metrics_*.json", "embeddings_*.csv"):
+    patterns = ("predictions_*.csv", "metrics_*.json", "reconstruction_*.json", "embeddings_*.csv")
+    for pattern in patterns:
         for target in root.glob(pattern):
             target.unlink()
 
