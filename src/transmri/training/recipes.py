@@ -415,7 +415,8 @@ def apply_recipe(learner: Any, recipe: FineTuneRecipe) -> Any:
         learner.fit(recipe.probe_epochs, recipe.probe_lr, **fit_options)
     if recipe.epochs == 0:
         learner.unfreeze()
-        learner.fitted_ = True
+        if recipe.probe == "logreg":
+            learner.fitted_ = True  # the head was fitted by logistic regression, not by fit()
         return learner
     probed = recipe.probe != "none" and recipe.keep_probe
     probe_auc = _val_auc(learner) if probed else float("nan")
