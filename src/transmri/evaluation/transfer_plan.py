@@ -40,6 +40,7 @@ from transmri._validation import (
 )
 from transmri.data import ScanTable, balanced_subsample
 from transmri.errors import ConfigError, DataFormatError
+from transmri.evaluation import transfer_recipes  # noqa: F401  (registers the recipe methods)
 from transmri.evaluation.transfer_methods import get_method
 
 __all__ = [
