@@ -3,7 +3,8 @@
 It ties a :class:`ScanTable` to a preprocessing config, an optional on-disk
 cache, a subject-grouped stratified split, augmentation (training split only)
 and an optional normalisation learned on the training split, and hands out
-datasets and data loaders. Its manifest (JSON) restores the same splits.
+datasets and data loaders. Its manifest (JSON, see :mod:`transmri.data.manifest`)
+restores the same splits.
 
 Example:
     >>> data = DataBunch(table, PreprocessConfig(target_shape=(64, 64, 48)),
@@ -15,9 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import math
 import os
 import random
@@ -31,9 +29,11 @@ import torch
 from torch.utils.data import DataLoader, Sampler, get_worker_info
 
 from transmri._validation import check_positive_int
+from transmri.data._databunch_stats import sample_figure, split_stats, stats_text
 from transmri.data.augment import AugmentConfig, build_augmentation
 from transmri.data.cache import VolumeCache
 from transmri.data.dataset import MRIDataset, infer_target_classes
+from transmri.data.manifest import MANIFEST_FORMAT_VERSION, DataBunchManifest
 from transmri.data.preprocess import PreprocessConfig
 from transmri.data.split import (
     SPLIT_NAMES,
@@ -43,7 +43,7 @@ from transmri.data.split import (
     kfold_splits,
     train_val_test_split,
 )
-from transmri.data.table import REQUIRED_COLUMNS, ScanTable
+from transmri.data.table import ScanTable
 from transmri.errors import ConfigError, DataFormatError
 
 if TYPE_CHECKING:
@@ -51,27 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MANIFEST_FORMAT_VERSION", "DataBunch", "SplitName"]
 
-MANIFEST_FORMAT_VERSION = 1
-"""Version of the JSON manifest written by :meth:`DataBunch.save`."""
-
 SplitName: TypeAlias = Literal["train", "val", "test"]
 _SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
-
-_MANIFEST_KEYS = (
-    "format_version",
-    "kind",
-    "source",
-    "table",
-    "splits",
-    "preprocessing",
-    "augment",
-    "seed",
-    "classes",
-    "targets",
-    "target_classes",
-    "normalization",
-    "cache_dir",
-)
 
 
 def _resolve_augment(augment: AugmentConfig | str | None) -> AugmentConfig | None:
@@ -676,26 +657,11 @@ class DataBunch:
 
     def stats(self) -> pd.DataFrame:
         """Per split: images, subjects and scans per label (one row per split)."""
-        rows = []
-        for name in _SPLITS:
-            part = self.split_table(name)
-            row: dict[str, Any] = {
-                "split": name,
-                "images": len(part),
-                "subjects": part.frame["subject"].nunique(),
-            }
-            counts = part.label_counts()
-            for c in self.classes:
-                row[c] = counts.get(c, 0)
-            rows.append(row)
-        return pd.DataFrame(rows).set_index("split")
+        return split_stats(((n, self.split_table(n)) for n in _SPLITS), self.classes)
 
     def print_stats(self) -> str:
         """Print and return a table of images, subjects and label counts per split."""
-        text = f"{self.table.source}\n{self.stats().to_string()}"
-        if self.normalization is not None:
-            mean, std = self.normalization
-            text += f"\nnormalised with mean {mean:.4g}, std {std:.4g}"
+        text = stats_text(self.table.source, self.stats(), self.normalization)
         print(text)
         return text
 
@@ -715,58 +681,48 @@ class DataBunch:
         Returns:
             The matplotlib Figure.
         """
-        from matplotlib.figure import Figure
-
-        ds = self.dataset(split)
-        item = ds[index]
-        volume = item["image"][0].numpy()
-        label = int(item["label"])
-        label_text = self.classes[label] if label >= 0 else "unlabelled"
-        row = ds.table.frame.iloc[int(item["index"])]
-        fig = Figure(figsize=(9, 3.4))
-        axes = fig.subplots(1, 3)
-        centre = [s // 2 for s in volume.shape]
-        slices = (
-            volume[centre[0], :, :],
-            volume[:, centre[1], :],
-            volume[:, :, centre[2]],
+        return sample_figure(
+            self.dataset(split), split=split, index=index, classes=self.classes, path=path
         )
-        for axis, (ax, image) in enumerate(zip(axes, slices)):
-            ax.imshow(np.rot90(image), cmap="gray")
-            ax.set_title(f"axis {axis} = {centre[axis]}")
-            ax.axis("off")
-        fig.suptitle(f"{split}[{index}]: subject {row['subject']}, label {label_text}")
-        if path is not None:
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=100)
-            _write_atomic(Path(path), buffer.getvalue(), "figure")
-        return fig
 
     # ---------------------------------------------------------- persistence
+    def _manifest(self) -> DataBunchManifest:
+        return DataBunchManifest(
+            table=self.table,
+            splits=self.splits,
+            preprocessing=self.preprocessing,
+            augment=self.augment,
+            seed=self.seed,
+            classes=list(self.classes),
+            targets=list(self.targets),
+            target_classes=self.target_classes,
+            normalization=self.normalization,
+            cache_dir=self.cache_dir,
+            split_method=self.split_method,
+        )
+
+    @classmethod
+    def _from_manifest(cls, manifest: DataBunchManifest) -> DataBunch:
+        return cls._from_splits_indices(
+            manifest.table,
+            manifest.splits,
+            preprocessing=manifest.preprocessing,
+            cache_dir=manifest.cache_dir,
+            seed=manifest.seed,
+            augment=manifest.augment,
+            targets=manifest.targets,
+            classes=manifest.classes,
+            normalization=manifest.normalization,
+            split_method=manifest.split_method,
+            target_classes=manifest.target_classes,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able manifest: table, splits and every setting."""
-        frame = self.table.frame
-        table_json = json.loads(frame.to_json(orient="split", index=False))
-        return {
-            "format_version": MANIFEST_FORMAT_VERSION,
-            "kind": "transmri.DataBunch",
-            "source": self.table.source,
-            "table": {
-                "columns": table_json["columns"],
-                "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
-                "data": table_json["data"],
-            },
-            "splits": self.splits.as_dict(),
-            "preprocessing": self.preprocessing.to_dict(),
-            "augment": None if self.augment is None else self.augment.to_dict(),
-            "seed": self.seed,
-            "classes": list(self.classes),
-            "targets": list(self.targets),
-            "target_classes": self.target_classes,
-            "normalization": None if self.normalization is None else list(self.normalization),
-            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
-            "split_method": self.split_method,
-        }
+        """The JSON-able manifest: table, splits and every setting.
+
+        See :class:`~transmri.data.manifest.DataBunchManifest` for the format.
+        """
+        return self._manifest().to_dict()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the manifest as JSON (temp file, then rename); return its path.
@@ -775,51 +731,18 @@ class DataBunch:
             OSError: the file cannot be written (read-only folder, disk full),
                 naming it; no partial or temporary file is left behind.
         """
-        target = Path(path)
-        _write_atomic(target, json.dumps(self.to_dict(), indent=1).encode("utf-8"), "manifest")
-        return target
+        return self._manifest().save(path)
 
     @classmethod
     def from_dict(cls, manifest: dict[str, Any], *, where: str = "manifest") -> DataBunch:
-        """Rebuild a DataBunch from :meth:`to_dict`'s output (same splits, no re-splitting)."""
-        if not isinstance(manifest, dict):
-            raise DataFormatError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
-        missing = [k for k in _MANIFEST_KEYS if k not in manifest]
-        if missing:
-            raise DataFormatError(f"{where}: missing key(s) {missing}")
-        if manifest["format_version"] != MANIFEST_FORMAT_VERSION:
-            raise DataFormatError(
-                f"{where}: format_version {manifest['format_version']!r} not supported; "
-                f"expected {MANIFEST_FORMAT_VERSION}"
-            )
-        try:
-            table = _table_from_json(manifest["table"], source=str(manifest["source"]))
-            splits = SplitIndices.from_dict(manifest["splits"])
-            preprocessing = PreprocessConfig.from_dict(manifest["preprocessing"])
-            augment = (
-                None
-                if manifest["augment"] is None
-                else AugmentConfig.from_dict(manifest["augment"])
-            )
-            norm = manifest["normalization"]
-            normalization = None if norm is None else (float(norm[0]), float(norm[1]))
-        except (KeyError, TypeError, IndexError) as exc:
-            raise DataFormatError(
-                f"{where}: malformed manifest ({type(exc).__name__}: {exc})"
-            ) from None
-        return cls._from_splits_indices(
-            table,
-            splits,
-            preprocessing=preprocessing,
-            cache_dir=manifest["cache_dir"],
-            seed=int(manifest["seed"]),
-            augment=augment,
-            targets=list(manifest["targets"]),
-            classes=list(manifest["classes"]),
-            normalization=normalization,
-            split_method=dict(manifest.get("split_method") or {"method": "unknown"}),
-            target_classes=manifest["target_classes"],
-        )
+        """Rebuild a DataBunch from :meth:`to_dict`'s output (same splits, no re-splitting).
+
+        Raises:
+            DataFormatError: a malformed manifest (naming ``where`` and the key),
+                or split positions beyond the table.
+            DataLeakageError: two splits share a subject.
+        """
+        return cls._from_manifest(DataBunchManifest.from_dict(manifest, where=where))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DataBunch:
@@ -829,39 +752,10 @@ class DataBunch:
             FileNotFoundError: no such file.
             DataFormatError: not JSON, or a missing / malformed key (naming it).
         """
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: DataBunch manifest not found")
-        try:
-            manifest = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataFormatError(f"{p}: not a JSON manifest ({exc})") from None
-        return cls.from_dict(manifest, where=str(p))
+        return cls._from_manifest(DataBunchManifest.load(path))
 
 
 # ------------------------------------------------------------------ helpers
-def _write_atomic(target: Path, data: bytes, what: str) -> None:
-    """Write ``data`` to ``target`` through a temp file in the same folder and a rename.
-
-    Raises:
-        OSError: of the cause's type and errno, naming ``target``; the temp
-            file is removed, and ``target`` keeps its previous content.
-    """
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise type(exc)(
-            exc.errno, f"{target}: cannot write the {what} ({exc.strerror or exc})"
-        ) from exc
-
-
 def _check_table(table: object) -> None:
     if not isinstance(table, ScanTable):
         raise TypeError(f"table: expected a ScanTable, got {type(table).__name__}")
@@ -905,18 +799,3 @@ def _subsample_train(
     position_by_path = dict(zip(train.paths, splits.train.tolist()))
     chosen = np.sort(np.array([position_by_path[p] for p in picked], dtype=np.int64))
     return SplitIndices(train=chosen, val=splits.val, test=splits.test)
-
-
-def _table_from_json(data: dict[str, Any], *, source: str) -> ScanTable:
-    frame = pd.DataFrame(data["data"], columns=data["columns"])
-    dtypes: dict[str, str] = data.get("dtypes", {})
-    for col, dtype in dtypes.items():
-        if col not in frame.columns or dtype == "object":
-            continue
-        # keep what JSON gave when the dtype does not apply; the values are right
-        with contextlib.suppress(TypeError, ValueError):
-            frame[col] = frame[col].astype(pd.api.types.pandas_dtype(dtype))
-    for col in REQUIRED_COLUMNS:
-        if col not in frame.columns:
-            raise DataFormatError(f"{source}: manifest table lacks column {col!r}")
-    return ScanTable(frame, source=source)
