@@ -15,8 +15,7 @@ import pytest
 from tests.conftest import blob_volume, write_nifti
 from transmri.data import DataBunch, PreprocessConfig, ScanTable
 from transmri.errors import ConfigError, DataFormatError, DataLeakageError, OutputExistsError
-from transmri.evaluation import build_report
-from transmri.evaluation import transfer_methods
+from transmri.evaluation import build_report, transfer_methods
 from transmri.evaluation.transfer import COMPARISON_COLUMNS, paired_differences, transfer_curve
 from transmri.evaluation.transfer_methods import (
     MethodContext,
@@ -264,7 +263,7 @@ def test_config_round_trips_and_refuses_unknown_keys() -> None:
     config = TransferConfig(n_train=[20, 10], methods=["ridge"])  # type: ignore[arg-type]
     assert config.n_train == (10, 20)
     assert TransferConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    with pytest.raises(ConfigError, match="unknown key.*'epoch'"):
+    with pytest.raises(ConfigError, match=r"unknown key.*'epoch'"):
         TransferConfig.from_dict({"epoch": 3})
     with pytest.raises(ConfigError, match="epochs_unfrozen"):
         TransferConfig(epochs_frozen=0, epochs_unfrozen=0)
@@ -272,7 +271,7 @@ def test_config_round_trips_and_refuses_unknown_keys() -> None:
 
 def test_impossible_draws_name_the_problem(make_cohort: Callable[..., Path]) -> None:
     table = ScanTable.from_csv(make_cohort(n=24))
-    with pytest.raises(ConfigError, match="n_train: 20 scans asked for.* 18 scans outside"):
+    with pytest.raises(ConfigError, match=r"n_train: 20 scans asked for.* 18 scans outside"):
         plan_splits(table, TransferConfig(n_train=(20,), test_size=6, methods=("ridge",)))
     unbalanced = table.subset([i for i, lab in enumerate(table.frame["label"]) if lab == "CN"]
                               + [1, 3, 5, 7, 9, 11])  # fmt: skip
