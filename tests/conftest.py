@@ -20,18 +20,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 IXI_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ixi"
 
 
-def write_nifti(
-    path: Path, data: np.ndarray, *, affine: np.ndarray | None = None
-) -> Path:
+def write_nifti(path: Path, data: np.ndarray, *, affine: np.ndarray | None = None) -> Path:
     """Write ``data`` as a NIfTI file (gzip if the name ends in .gz)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), path)
     return path
 
 
-def blob_volume(
-    shape: tuple[int, int, int], *, label: int, rng: np.random.Generator
-) -> np.ndarray:
+def blob_volume(shape: tuple[int, int, int], *, label: int, rng: np.random.Generator) -> np.ndarray:
     """A smooth 'brain' ellipsoid; class 1 has a darker blob in one corner (learnable)."""
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
     brain = (grid**2).sum(0) < 0.8

@@ -72,6 +72,8 @@ _LAZY: dict[str, str] = {
     "build_report": "transmri.evaluation",
     "classification_metrics": "transmri.evaluation",
     "reconstruction_metrics": "transmri.evaluation",
+    "TransferConfig": "transmri.evaluation",
+    "transfer_curve": "transmri.evaluation",
 }
 
 __all__ = [
@@ -93,6 +95,7 @@ __all__ = [
     "ScanTable",
     "StridedConvAutoEncoder",
     "SyntheticCohortConfig",
+    "TransferConfig",
     "VariationalAutoEncoder",
     "VolumeCache",
     "__version__",
@@ -119,6 +122,7 @@ __all__ = [
     "reconstruction_metrics",
     "save_encoder",
     "train_val_test_split",
+    "transfer_curve",
 ]
 
 
@@ -160,7 +164,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_synthetic_cohort,
         make_synthetic_cohort,
     )
-    from transmri.evaluation import build_report, classification_metrics, reconstruction_metrics
+    from transmri.evaluation import (
+        TransferConfig,
+        build_report,
+        classification_metrics,
+        reconstruction_metrics,
+        transfer_curve,
+    )
     from transmri.models import (
         ConvAutoEncoder,
         EncoderClassifier,

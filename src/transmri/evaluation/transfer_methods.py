@@ -362,9 +362,6 @@ def linear_probe(context: MethodContext) -> MethodResult:
         context.work_dir,
         **_learner_options(context),
     )
-    # The encoder is used as pretrained: nothing is trained, but encode_data
-    # refuses a Learner that was not fitted (see the report to the training stage).
-    learner.fitted_ = True
     codes = [learner.encode_data(split)[0] for split in ("train", "val", "test")]
     y, groups = _fit_rows(context)
     search, converged, notes = _fit_linear(
