@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from transmri.errors import ConfigError
 
 __all__ = [
     "check_choice",
+    "check_config_keys",
     "check_existing_dir",
     "check_existing_file",
     "check_fraction",
@@ -102,3 +104,18 @@ def check_existing_dir(path: str | os.PathLike[str], *, what: str = "folder") ->
     if not p.is_dir():
         raise NotADirectoryError(f"{p}: expected a {what}, found a file")
     return p
+
+
+def check_config_keys(what: str, data: object, config_class: type) -> dict[str, Any]:
+    """Return ``data`` as a dict if it is a mapping whose keys are fields of ``config_class``.
+
+    Used by every config's ``from_dict``, so an unknown key reads the same
+    everywhere: ``"preprocessing: unknown key(s) ['scalng']; expected some of [...]"``.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what}: expected a mapping, got {type(data).__name__}")
+    known = [f.name for f in fields(config_class)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{what}: unknown key(s) {unknown}; expected some of {known}")
+    return dict(data)

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from transmri._validation import check_choice, check_fraction, check_positive_float
+from transmri._validation import (
+    check_choice,
+    check_config_keys,
+    check_fraction,
+    check_positive_float,
+)
 from transmri.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,13 +110,7 @@ class AugmentConfig:
         Raises:
             ConfigError: an unknown key (naming it and the known ones) or a bad value.
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"augmentation: expected a mapping, got {type(data).__name__}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"augmentation: unknown key(s) {unknown}; expected some of {known}")
-        values = dict(data)
+        values = check_config_keys("augmentation", data, cls)
         if isinstance(values.get("gamma_range"), list):
             values["gamma_range"] = tuple(values["gamma_range"])
         return cls(**values)

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from transmri._atomic import atomic_write_bytes
 from transmri.data.augment import AugmentConfig
 from transmri.data.preprocess import PreprocessConfig
 from transmri.data.split import SplitIndices
@@ -202,22 +203,15 @@ class DataBunchManifest:
 
 # ------------------------------------------------------------------ helpers
 def _write_atomic(target: Path, data: bytes, what: str) -> None:
-    """Write ``data`` to ``target`` through a temp file in the same folder and a rename.
+    """Write ``data`` to ``target`` atomically; a failure names ``target`` and ``what``.
 
     Raises:
         OSError: of the cause's type and errno, naming ``target``; the temp
             file is removed, and ``target`` keeps its previous content.
     """
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        atomic_write_bytes(target, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise type(exc)(
             exc.errno, f"{target}: cannot write the {what} ({exc.strerror or exc})"
         ) from exc

@@ -29,13 +29,13 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 
-from transmri._validation import check_choice, check_shape3d
+from transmri._validation import check_choice, check_config_keys, check_shape3d
 from transmri.data.io import NanPolicy, load_mask, load_nifti
 from transmri.errors import ConfigError, DataFormatError
 
@@ -118,13 +118,7 @@ class PreprocessConfig:
         Raises:
             ConfigError: an unknown key (naming it and the known ones) or a bad value.
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"preprocessing: expected a mapping, got {type(data).__name__}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"preprocessing: unknown key(s) {unknown}; expected some of {known}")
-        values = dict(data)
+        values = check_config_keys("preprocessing", data, cls)
         for key in ("target_shape", "clip_percentiles"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])

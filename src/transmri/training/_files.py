@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from transmri._atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from transmri.errors import CheckpointError, DataFormatError, IntegrityError
 
 __all__ = [
@@ -31,45 +32,6 @@ __all__ = [
     "verify_sha256",
     "verify_weights",
 ]
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
-
-    Raises:
-        OSError: the file cannot be written (disk full, read-only folder), of
-            the cause's type and errno, naming ``path``. The temporary file is
-            removed and ``path`` keeps its previous content.
-    """
-    target = Path(path)
-    tmp: str | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise type(exc)(exc.errno, f"{target}: cannot write ({exc.strerror or exc})") from exc
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike[str], *, what: str = "JSON file") -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeAlias
 
 from transmri._validation import (
     check_choice,
+    check_config_keys,
     check_fraction,
     check_positive_float,
     check_positive_int,
@@ -27,14 +28,6 @@ MODEL_TYPES: tuple[str, ...] = ("autoencoder", "mixed", "classifier", "vae", "co
 SCHEDULES: tuple[str, ...] = ("onecycle", "cosine")
 _PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 _MAX_LR = 10.0
-
-
-def _from_dict(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
-    known = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; expected some of {known}")
-    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -94,7 +87,7 @@ class LearnerConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LearnerConfig:
         """Rebuild from :meth:`to_dict`; unknown keys raise ``ConfigError``."""
-        return cls(**_from_dict(cls, data, "learner config"))
+        return cls(**check_config_keys("learner config", data, cls))
 
 
 @dataclass(frozen=True)
@@ -167,7 +160,7 @@ class FitConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FitConfig:
         """Rebuild from :meth:`to_dict`; unknown keys raise ``ConfigError``."""
-        return cls(**_from_dict(cls, data, "fit config"))
+        return cls(**check_config_keys("fit config", data, cls))
 
     def differences(self, other: FitConfig, *, ignore: tuple[str, ...] = ()) -> list[str]:
         """Human-readable ``"name: self, other"`` lines for every differing field."""
