@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from transmri._validation import check_fraction
+from transmri.models._autoencoder import AutoEncoderBase
 from transmri.models._shapes import check_input
 from transmri.models.conv import ConvDecoder, ConvEncoder
-from transmri.models.protocol import count_parameters
 
 __all__ = ["ConvAutoEncoder", "masking_noise"]
 
@@ -27,7 +27,7 @@ def masking_noise(x: Tensor, p: float) -> Tensor:
     return x * (torch.rand_like(x) >= p).to(x.dtype)
 
 
-class ConvAutoEncoder(nn.Module):
+class ConvAutoEncoder(AutoEncoderBase):
     """3D-CAE: three [Conv3d-act-MaxPool3d] blocks and [Conv3d-act] to the code.
 
     The decoder mirrors the encoder with ConvTranspose3d and MaxUnpool3d
@@ -84,20 +84,3 @@ class ConvAutoEncoder(nn.Module):
         trace = self.encoder.trace(noisy)
         reconstruction = self.decoder(trace.code, sizes=trace.sizes, indices=trace.indices)
         return {"reconstruction": reconstruction, "code": trace.code}
-
-    def encode(self, x: Tensor) -> Tensor:
-        """The code of ``x`` (no input noise)."""
-        code: Tensor = self.encoder(x)
-        return code
-
-    def code_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        """Per-sample code shape for volumes of shape ``(D, H, W)``."""
-        return self.encoder.code_shape(input_shape)
-
-    def layer_groups(self) -> list[nn.Module]:
-        """The encoder's blocks, then the decoder."""
-        return [*self.encoder.layer_groups(), self.decoder]
-
-    def num_parameters(self, *, trainable_only: bool = False) -> int:
-        """Number of parameters."""
-        return count_parameters(self, trainable_only=trainable_only)

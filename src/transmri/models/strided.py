@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from transmri._validation import check_choice, check_fraction
+from transmri.models._autoencoder import AutoEncoderBase
 from transmri.models._shapes import check_channels, check_input, check_input_shape, level_sizes
 from transmri.models.conv import ACTIVATIONS, init_conv_weights, make_activation
 from transmri.models.protocol import count_parameters
@@ -162,7 +163,7 @@ class StridedEncoder(nn.Module):
         return count_parameters(self, trainable_only=trainable_only)
 
 
-class StridedConvAutoEncoder(nn.Module):
+class StridedConvAutoEncoder(AutoEncoderBase):
     """SRCAE: :class:`StridedEncoder` and a mirrored transposed-conv decoder.
 
     Args:
@@ -220,20 +221,3 @@ class StridedConvAutoEncoder(nn.Module):
         for i, block in enumerate(self.decoder):
             h = block(h, sizes[steps - 1 - i])
         return {"reconstruction": h, "code": code}
-
-    def encode(self, x: Tensor) -> Tensor:
-        """The code of ``x``."""
-        code: Tensor = self.encoder(x)
-        return code
-
-    def code_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        """Per-sample code shape for volumes of shape ``(D, H, W)``."""
-        return self.encoder.code_shape(input_shape)
-
-    def layer_groups(self) -> list[nn.Module]:
-        """The encoder's blocks, then the decoder."""
-        return [*self.encoder.layer_groups(), self.decoder]
-
-    def num_parameters(self, *, trainable_only: bool = False) -> int:
-        """Number of parameters."""
-        return count_parameters(self, trainable_only=trainable_only)

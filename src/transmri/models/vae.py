@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from transmri._validation import check_positive_int
+from transmri.models._autoencoder import AutoEncoderBase
 from transmri.models._shapes import check_input
 from transmri.models.conv import ConvDecoder, ConvEncoder, init_conv_weights
 from transmri.models.protocol import count_parameters
@@ -120,7 +121,7 @@ class VariationalEncoder(nn.Module):
         return count_parameters(self, trainable_only=trainable_only)
 
 
-class VariationalAutoEncoder(nn.Module):
+class VariationalAutoEncoder(AutoEncoderBase):
     """VAE with the CAE encoder and a mirrored decoder using nearest upsampling.
 
     In training mode the decoder gets ``mu + eps * exp(logvar / 2)``; in eval
@@ -177,20 +178,3 @@ class VariationalAutoEncoder(nn.Module):
             z = mu
         reconstruction = self.decoder(z, sizes=sizes)
         return {"reconstruction": reconstruction, "mu": mu, "logvar": logvar, "code": mu}
-
-    def encode(self, x: Tensor) -> Tensor:
-        """The mean code of ``x``."""
-        code: Tensor = self.encoder(x)
-        return code
-
-    def code_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        """Per-sample shape of the mean code."""
-        return self.encoder.code_shape(input_shape)
-
-    def layer_groups(self) -> list[nn.Module]:
-        """Encoder groups, then the decoder."""
-        return [*self.encoder.layer_groups(), self.decoder]
-
-    def num_parameters(self, *, trainable_only: bool = False) -> int:
-        """Number of parameters."""
-        return count_parameters(self, trainable_only=trainable_only)
