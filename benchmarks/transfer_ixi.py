@@ -120,6 +120,16 @@ def pretrain_ixi_age(
     elif args.pretrain == "mixed":
         data = _quiet_databunch(table.with_frame(frame), pre, args.cache, targets=("age_z",))
         learner = create_mixed(data, folder, arch="cae", norm=norm, **common)
+    elif args.pretrain in ("contrastive", "contrastive_age"):
+        from transmri.models import ContrastiveModel, ConvEncoder
+        from transmri.training import ContrastiveLoss, Learner
+
+        frame["label"] = pd.array([pd.NA] * len(frame), dtype="string")
+        data = _quiet_databunch(table.with_frame(frame), pre, args.cache, targets=("age",))
+        target = "age" if args.pretrain == "contrastive_age" else None
+        model = ContrastiveModel(ConvEncoder(norm=norm))
+        loss = ContrastiveLoss(target=target, sigma=5.0)
+        learner = Learner(data, model, folder, model_type="contrastive", loss_fn=loss, **common)
     else:
         data = _quiet_databunch(table.with_frame(frame), pre, args.cache)
         learner = create_classifier(data, folder, arch="cae", norm=norm, **common)
@@ -179,7 +189,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="default 5")
     p.add_argument("--test-size", type=int, default=50)
     p.add_argument("--methods", nargs="+", default=["scratch", "finetune", "linear_probe", "ridge"])
-    p.add_argument("--pretrain", choices=("age_group", "mixed", "autoencoder"), default="age_group")
+    p.add_argument("--pretrain", choices=("age_group", "mixed", "autoencoder", "contrastive", "contrastive_age"), default="age_group")
     p.add_argument("--pretrain-epochs", type=int, default=None, help="default 40")
     p.add_argument("--epochs", type=int, default=None, help="scratch epochs (default 30)")
     p.add_argument("--epochs-frozen", type=int, default=None, help="default 5")
