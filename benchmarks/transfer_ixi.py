@@ -189,7 +189,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="default 5")
     p.add_argument("--test-size", type=int, default=50)
     p.add_argument("--methods", nargs="+", default=["scratch", "finetune", "linear_probe", "ridge"])
-    p.add_argument("--pretrain", choices=("age_group", "mixed", "autoencoder", "contrastive", "contrastive_age"), default="age_group")
+    p.add_argument(
+        "--pretrain",
+        choices=("age_group", "mixed", "autoencoder", "contrastive", "contrastive_age"),
+        default="age_group",
+    )
     p.add_argument("--pretrain-epochs", type=int, default=None, help="default 40")
     p.add_argument("--epochs", type=int, default=None, help="scratch epochs (default 30)")
     p.add_argument("--epochs-frozen", type=int, default=None, help="default 5")
