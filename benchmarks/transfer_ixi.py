@@ -113,7 +113,8 @@ def pretrain_ixi_age(
     frame = frame.drop(columns=["sex"], errors="ignore")
     common = {"batch_size": args.batch_size, "progress": False, "seed": 0, "overwrite": True}
     norm = None if args.norm == "none" else args.norm
-    if args.pretrain == "autoencoder":
+    pretext = args.pretrain if args.pretrain in ("denoise", "inpaint") else None
+    if args.pretrain in ("autoencoder", "denoise", "inpaint"):
         frame["label"] = pd.array([pd.NA] * len(frame), dtype="string")
         data = _quiet_databunch(table.with_frame(frame), pre, args.cache)
         learner = create_autoencoder(data, folder, arch="cae", norm=norm, **common)
@@ -133,7 +134,13 @@ def pretrain_ixi_age(
     else:
         data = _quiet_databunch(table.with_frame(frame), pre, args.cache)
         learner = create_classifier(data, folder, arch="cae", norm=norm, **common)
-    learner.fit(args.pretrain_epochs, args.lr, early_stop=args.early_stop, monitor="val_loss")
+    learner.fit(
+        args.pretrain_epochs,
+        args.lr,
+        early_stop=args.early_stop,
+        monitor="val_loss",
+        pretext=pretext,
+    )
     return learner.save_encoder()
 
 
@@ -191,7 +198,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=["scratch", "finetune", "linear_probe", "ridge"])
     p.add_argument(
         "--pretrain",
-        choices=("age_group", "mixed", "autoencoder", "contrastive", "contrastive_age"),
+        choices=(
+            "age_group",
+            "mixed",
+            "autoencoder",
+            "contrastive",
+            "contrastive_age",
+            "denoise",
+            "inpaint",
+        ),
         default="age_group",
     )
     p.add_argument("--pretrain-epochs", type=int, default=None, help="default 40")
