@@ -24,6 +24,7 @@ __all__ = [
     "check_positive_float",
     "check_positive_int",
     "check_shape3d",
+    "number_pair",
 ]
 
 T = TypeVar("T")
@@ -119,3 +120,20 @@ def check_config_keys(what: str, data: object, config_class: type) -> dict[str, 
     if unknown:
         raise ConfigError(f"{what}: unknown key(s) {unknown}; expected some of {known}")
     return dict(data)
+
+
+def number_pair(value: object) -> tuple[float, float] | None:
+    """``value`` as two finite floats if it is a 2-sequence of real numbers, else None.
+
+    Example:
+        >>> number_pair([1, 2.5])
+        (1.0, 2.5)
+    """
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        return None
+    out: list[float] = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return None
+        out.append(float(v))
+    return (out[0], out[1])

@@ -27,6 +27,7 @@ from transmri._validation import (
     check_config_keys,
     check_fraction,
     check_positive_float,
+    number_pair,
 )
 from transmri.errors import ConfigError
 
@@ -129,20 +130,8 @@ class AugmentConfig:
         )
 
 
-def _number_pair(value: object) -> tuple[float, float] | None:
-    """``value`` as two finite floats if it is a 2-sequence of real numbers, else None."""
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        return None
-    out: list[float] = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            return None
-        out.append(float(v))
-    return (out[0], out[1])
-
-
 def _check_gamma(value: object) -> tuple[float, float]:
-    pair = _number_pair(value)
+    pair = number_pair(value)
     if pair is None or not 0 < pair[0] <= pair[1]:
         raise ConfigError(f"gamma_range: expected (low, high) with 0 < low <= high, got {value!r}")
     return pair

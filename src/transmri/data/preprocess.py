@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import torch
 
-from transmri._validation import check_choice, check_config_keys, check_shape3d
+from transmri._validation import check_choice, check_config_keys, check_shape3d, number_pair
 from transmri.data.io import NanPolicy, load_mask, load_nifti
 from transmri.errors import ConfigError, DataFormatError
 
@@ -135,20 +134,8 @@ class PreprocessConfig:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _number_pair(value: object) -> tuple[float, float] | None:
-    """``value`` as two finite floats if it is a 2-sequence of real numbers, else None."""
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        return None
-    out: list[float] = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            return None
-        out.append(float(v))
-    return (out[0], out[1])
-
-
 def _check_percentiles(value: object) -> tuple[float, float]:
-    pair = _number_pair(value)
+    pair = number_pair(value)
     if pair is None or not 0.0 <= pair[0] < pair[1] <= 100.0:
         raise ConfigError(
             f"clip_percentiles: expected (low, high) with 0 <= low < high <= 100, got {value!r}"
