@@ -7,10 +7,12 @@ first; training subsets of ``N`` scans are drawn from the other subjects.
 Sources of the pretrained encoder (its card lists its subjects, and
 ``transfer_curve`` refuses it if one of them is a test subject):
 
-1. ``ixi-age``: the IXI subjects outside the test set, pretrained with AGE
-   only (never sex): ``--pretrain age_group`` (classify older/younger than
-   the median, encoder + head), ``mixed`` (autoencoder + age group + age
-   regression) or ``autoencoder`` (no labels at all);
+1. ``ixi-<pretrain>``: the IXI subjects outside the test set, pretrained
+   with AGE only or with no label (never sex): ``--pretrain age_group``
+   (classify older/younger than the median, encoder + head; source
+   ``ixi-age``), ``mixed`` (autoencoder + age group + age regression),
+   ``autoencoder``, ``denoise``, ``inpaint`` (no labels), ``contrastive``
+   or ``contrastive_age`` (SimCLR / age-aware InfoNCE);
 2. ``synthetic``: an autoencoder on a SYNTHETIC cohort made from the MNI152
    template (``transmri.datasets.make_synthetic_cohort``).
 
@@ -171,6 +173,11 @@ def pretrain_synthetic(pre: PreprocessConfig, args: argparse.Namespace) -> Path:
     return learner.save_encoder()
 
 
+def _source_name(args: argparse.Namespace) -> str:
+    """``ixi-age`` for age-group pretraining (as in the first results), else ``ixi-<kind>``."""
+    return "ixi-age" if args.pretrain == "age_group" else f"ixi-{args.pretrain}"
+
+
 def _tag(args: argparse.Namespace) -> str:
     """Names a pretraining folder by what changes the encoder (rerun: reused only if equal)."""
     return f"{args.norm}_e{args.pretrain_epochs}_lr{args.lr:g}_p{args.early_stop}"
@@ -215,6 +222,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs-unfrozen", type=int, default=None, help="default 25")
     p.add_argument("--early-stop", type=int, default=10, help="patience, epochs")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--head",
+        choices=("gap", "flatten", "regional"),
+        default="gap",
+        help="classifier head of the CNN methods (scratch, finetune, recipes)",
+    )
+    p.add_argument(
+        "--probe-grid", type=int, default=2, help="regional_probe: boxes per axis (default 2)"
+    )
     p.add_argument(
         "--norm",
         choices=("group", "batch", "none"),
@@ -268,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_train=tuple(args.n_train), repeats=args.repeats, test_size=args.test_size,
         methods=tuple(args.methods), epochs=args.epochs, epochs_frozen=args.epochs_frozen,
         epochs_unfrozen=args.epochs_unfrozen, early_stop=args.early_stop, lr=args.lr,
-        batch_size=args.batch_size, n_jobs=2, seed=args.seed,
+        batch_size=args.batch_size, n_jobs=2, seed=args.seed, probe_grid=args.probe_grid,
+        head=args.head,
     )  # fmt: skip
     held_out = held_out_subjects(table, config)
     test_counts = table.frame[table.frame["subject"].isin(held_out)]["label"].value_counts()
@@ -277,9 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     needs = [m for m in config.methods if method_needs_encoder(m)]
     frames = []
-    sources = [
-        ("ixi-age" if needs else "none", lambda: pretrain_ixi_age(table, held_out, pre, args))
-    ]
+    first = _source_name(args) if needs else "none"
+    sources = [(first, lambda: pretrain_ixi_age(table, held_out, pre, args))]
     if not args.no_synthetic and needs:
         sources.append(("synthetic", lambda: pretrain_synthetic(pre, args)))
     for i, (source, pretrain) in enumerate(sources):

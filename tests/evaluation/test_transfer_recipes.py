@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.evaluation.test_transfer import PRE, _cohort, _pretrain
+from transmri.data import DataBunch
 from transmri.errors import ConfigError
 from transmri.evaluation.transfer import transfer_curve
 from transmri.evaluation.transfer_methods import available_methods, method_needs_encoder
@@ -50,3 +51,39 @@ def test_recipe_methods_run_in_the_benchmark(tmp_path: Path) -> None:
     assert sorted(frame["method"]) == sorted(RECIPE_METHODS)
     assert np.isfinite(frame["auc"].astype(float)).all()
     assert frame["notes"].str.contains("recipe").all()
+
+
+def test_regional_probes_run_and_differ_only_in_the_weights(tmp_path: Path) -> None:
+    from transmri.evaluation.transfer_probes import PROBE_METHODS, regional_codes
+    from transmri.training import load_encoder
+
+    table = _cohort(tmp_path / "scans", n=32)
+    config = TransferConfig(
+        n_train=(12,), repeats=1, test_size=10, methods=PROBE_METHODS, batch_size=4, cv_folds=3
+    )
+    source = table.subset(
+        [i for i, s in enumerate(table.subjects) if s not in set(held_out_subjects(table, config))]
+    )
+    encoder = _pretrain(source, tmp_path / "pretrain")
+    result = transfer_curve(
+        table, preprocessing=PRE, encoder=encoder, out_dir=tmp_path / "bench", config=config
+    )
+    frame = result.frame.set_index("method")
+    assert set(frame.index) == set(PROBE_METHODS)
+    assert np.isfinite(frame["auc"].astype(float)).all()
+    # channels (4, 8, 8, 4) pooled to 2 x 2 x 2 boxes: 24 * 8 features each
+    assert frame["notes"].str.contains("192 regional features").all()
+    # the pretrained and the random encoder give different codes of the same size
+    module, _ = load_encoder(encoder)
+    fresh, _ = load_encoder(encoder)
+    for p in fresh.parameters():
+        p.data.normal_()
+    bunch = DataBunch(table, PRE, test_size=0.3, val_size=0.2, seed=0)
+    a = regional_codes(module, bunch, "test", grid=2)
+    b = regional_codes(fresh, bunch, "test", grid=2)
+    assert a.shape == b.shape == (len(bunch.split_table("test")), 192)
+    assert not np.allclose(a, b)
+    assert np.isfinite(a).all()
+    assert TransferConfig(probe_grid=3).probe_grid == 3
+    with pytest.raises(ConfigError, match="probe_levels"):
+        TransferConfig(probe_levels="middle")

@@ -46,7 +46,7 @@ def test_gap_head_checks_channels() -> None:
 
 
 def test_bad_kind() -> None:
-    with pytest.raises(ValueError, match=r"head: expected one of 'gap', 'flatten', got 'max'"):
+    with pytest.raises(ValueError, match=r"head: expected one of 'gap', 'flatten', 'regional', got 'max'"):
         ClassifierHead((16,), 2, kind="max")
 
 
@@ -77,3 +77,24 @@ def test_batch_norm_head_trains_on_a_batch_of_one() -> None:
     out.sum().backward()
     assert out.shape == (1, 2) and head.layers[-1].weight.grad is not None
     assert torch.allclose(out, head.eval()(code))
+
+
+def test_regional_head_in_a_classifier_trains_every_layer_and_keeps_the_code() -> None:
+    from transmri.models import ConvEncoder, EncoderClassifier, regional_features
+
+    torch.manual_seed(0)
+    enc = ConvEncoder(channels=(4, 8, 6))
+    model = EncoderClassifier(enc, 2, head="regional")
+    assert model.head.layers[-1].in_features == (4 + 8 + 6) * 8
+    assert model.config["head"] == "regional" and model.config["norm"] == "batch"
+    x = torch.randn(3, 1, 16, 24, 16)  # any shape: the width does not depend on it
+    out = model(x)
+    assert out["logits"].shape == (3, 2)
+    torch.testing.assert_close(out["code"], enc(x))
+    out["logits"].sum().backward()
+    # the first layer gets a gradient through its own pooled features, not only via the code
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.blocks[0].parameters())
+    model.eval()
+    with torch.no_grad():
+        expected = model.head.layers(model.head.norm(regional_features(enc, x)))
+        torch.testing.assert_close(model(x)["logits"], expected)

@@ -31,9 +31,11 @@ MakeData = Callable[..., DataBunch]
 SMALL = (4, 8, 8)
 
 
-def _clf(data: DataBunch, path: Path, *, norm: str | None = None, **options: Any) -> Learner:
+def _clf(
+    data: DataBunch, path: Path, *, norm: str | None = None, head: str = "gap", **options: Any
+) -> Learner:
     torch.manual_seed(0)
-    model = EncoderClassifier(ConvEncoder(channels=SMALL, norm=norm), data.num_classes)
+    model = EncoderClassifier(ConvEncoder(channels=SMALL, norm=norm), data.num_classes, head=head)
     return Learner(
         data, model, path, model_type="classifier", batch_size=4, progress=False, **options
     )
@@ -126,6 +128,39 @@ def test_linear_probe_copies_the_logistic_regression_into_the_head(
     assert np.allclose(probs, clf.predict_proba((codes - mean) / std)[:, 1], atol=1e-4)
     for k, v in learner.model.encoder.state_dict().items():
         assert torch.equal(v, encoder_before[k])
+
+
+def test_linear_probe_chooses_c_by_grouped_cv_on_training_scans_only(
+    make_data: MakeData, tmp_path: Path
+) -> None:
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from transmri.models import regional_features
+    from transmri.training.recipes import PROBE_C_GRID
+
+    data = make_data(24)
+    learner = _clf(data, tmp_path / "run", head="regional")
+    info = linear_probe(learner, C=None)
+    assert info["C"] in PROBE_C_GRID
+    model = learner.model.eval()
+    xs, ys = zip(
+        *[(data.train_ds[i]["image"], data.train_ds[i]["label"]) for i in range(len(data.train_ds))]
+    )
+    with torch.no_grad():
+        codes = model.head.norm(regional_features(model.encoder, torch.stack(xs))).double().numpy()
+    y = np.array(ys)
+    groups = np.asarray(data.split_table("train").subjects)
+    smallest = min(np.unique(groups[y == c]).size for c in np.unique(y))
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")),
+        {"logisticregression__C": list(PROBE_C_GRID)},
+        scoring="roc_auc",
+        cv=StratifiedGroupKFold(n_splits=min(5, smallest), shuffle=True, random_state=0),
+    ).fit(codes, y, groups=groups)
+    assert info["C"] == search.best_params_["logisticregression__C"]
+    assert FineTuneRecipe(probe="logreg", probe_c=None).probe_c is None
 
 
 def test_apply_recipe_lpft_l2sp_llrd(make_data: MakeData, tmp_path: Path) -> None:

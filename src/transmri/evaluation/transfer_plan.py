@@ -40,7 +40,10 @@ from transmri._validation import (
 )
 from transmri.data import ScanTable, balanced_subsample
 from transmri.errors import ConfigError, DataFormatError
-from transmri.evaluation import transfer_recipes  # noqa: F401  (registers the recipe methods)
+from transmri.evaluation import (
+    transfer_probes,  # noqa: F401  (registers the regional probes)
+    transfer_recipes,  # noqa: F401  (registers the recipe methods)
+)
 from transmri.evaluation.transfer_methods import get_method
 
 __all__ = [
@@ -80,6 +83,9 @@ class TransferConfig:
         monitor: validation metric that picks the best epoch and drives early stopping.
         scratch_arch: architecture of ``scratch`` when no encoder is given.
         ridge_downsample: ``ridge``: average-pool the volumes by this factor.
+        probe_grid: ``regional_probe`` / ``regional_random``: boxes per axis of
+            the average-pooled feature maps.
+        probe_levels: their layers: ``"all"`` layer groups or ``"last"`` (the code).
         cv_folds: internal CV folds of the linear methods (fewer if a class is small).
         n_jobs: processes that fill the volume cache.
         keep_checkpoints: keep each run's ``checkpoints/`` (large; removed by default).
@@ -109,6 +115,8 @@ class TransferConfig:
     monitor: str = "val_auc"
     scratch_arch: str = "cae"
     ridge_downsample: int = 2
+    probe_grid: int = 2
+    probe_levels: str = "all"
     cv_folds: int = 5
     n_jobs: int = 1
     keep_checkpoints: bool = False
@@ -153,7 +161,7 @@ class TransferConfig:
             raise ConfigError(f"lr_mult: expected a ratio in (0, 1], got {self.lr_mult!r}")
         check_positive_int("batch_size", self.batch_size)
         check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
-        check_choice("head", self.head, ("gap", "flatten"))
+        check_choice("head", self.head, ("gap", "flatten", "regional"))
         if check_positive_float("dropout", self.dropout, allow_zero=True) >= 1:
             raise ConfigError(f"dropout: expected a probability in [0, 1), got {self.dropout!r}")
         if self.early_stop is not None:
@@ -161,6 +169,8 @@ class TransferConfig:
         check_choice("monitor", self.monitor, _MONITORS)
         check_choice("scratch_arch", self.scratch_arch, ("cae", "srcae", "vae"))
         check_positive_int("ridge_downsample", self.ridge_downsample)
+        check_positive_int("probe_grid", self.probe_grid)
+        check_choice("probe_levels", self.probe_levels, ("all", "last"))
         check_positive_int("cv_folds", self.cv_folds, minimum=2)
         if self.n_jobs != -1:
             check_positive_int("n_jobs", self.n_jobs)

@@ -12,9 +12,10 @@ the validation split. Importing this module registers them (see
   pretrained weights (Li et al. 2018, ``alpha=0.1, beta=0.01``);
 - ``llrd``: head first, then every layer with layer-wise rate decay 0.5;
 - ``default``: the recipe we expect to be strongest on a few dozen scans:
-  LP-FT + L2-SP + LLRD 0.5 + re-estimated BatchNorm statistics + light
-  augmentation, early stopping on validation AUC, and the probe kept when
-  fine-tuning never beats it on validation.
+  LP-FT (the probe's C chosen by grouped CV on the training scans) + L2-SP +
+  LLRD 0.5 + re-estimated BatchNorm statistics + light augmentation, early
+  stopping on validation AUC, and the probe kept when fine-tuning never
+  beats it on validation.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ def recipe_for(name: str, config: Any) -> FineTuneRecipe:
         "l2sp": {"probe": "head", "lr_decay": config.lr_mult, "l2sp_alpha": 0.1, "l2sp_beta": 0.01,
                  "wd": 0.0, "keep_probe": False},
         "llrd": {"probe": "head", "lr_decay": 0.5, "keep_probe": False},
-        "default": {"probe": "logreg", "lr": config.lr / 3, "lr_decay": 0.5, "l2sp_alpha": 0.1,
-                    "l2sp_beta": 0.01, "wd": 0.0, "recompute_norm": True, "augment": "light",
-                    "keep_probe": True},
+        "default": {"probe": "logreg", "probe_c": None, "lr": config.lr / 3, "lr_decay": 0.5,
+                    "l2sp_alpha": 0.1, "l2sp_beta": 0.01, "wd": 0.0, "recompute_norm": True,
+                    "augment": "light", "keep_probe": True},
     }  # fmt: skip
     if name not in recipes:
         raise ConfigError(f"recipe method: expected one of {RECIPE_METHODS}, got {name!r}")

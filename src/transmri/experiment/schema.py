@@ -67,7 +67,7 @@ ADAPTER_OPTIONS: Mapping[str, tuple[str, ...]] = {
 ADAPTERS: tuple[str, ...] = tuple(ADAPTER_OPTIONS)
 _OBJECTIVES = ("mixed", "autoencoder", "vae")
 _ARCHS = ("cae", "srcae", "vae")
-_HEADS = ("gap", "flatten")
+_HEADS = ("gap", "flatten", "regional")
 _AUGMENTS = ("none", "light", "standard")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -208,7 +208,8 @@ class ModelConfig:
         channels: encoder channels per level (``null``: the architecture's default).
         activation: activation name (``null``: default).
         norm: normalisation (``null``: default; ``srcae`` has none).
-        head: classifier head, ``gap`` (global average pooling) or ``flatten``.
+        head: classifier head, ``gap`` (global average pooling), ``flatten`` or
+            ``regional`` (every layer pooled to 2 x 2 x 2 boxes).
         dropout: dropout before the head's linear layer.
     """
 

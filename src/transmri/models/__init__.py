@@ -16,6 +16,7 @@ from transmri.models.backbones import (
 from transmri.models.cae import ConvAutoEncoder
 from transmri.models.classifier import EncoderClassifier, EncoderLoadResult
 from transmri.models.conv import ConvDecoder, ConvEncoder
+from transmri.models.features import feature_maps, regional_feature_size, regional_features
 from transmri.models.heads import ClassifierHead
 from transmri.models.multitask import MultiTaskAutoEncoder
 from transmri.models.projection import ContrastiveModel, ProjectionHead
@@ -46,7 +47,10 @@ __all__ = [
     "build_model",
     "count_parameters",
     "densenet121_encoder",
+    "feature_maps",
     "kl_divergence",
+    "regional_feature_size",
+    "regional_features",
     "resnet10_encoder",
     "resnet18_encoder",
 ]

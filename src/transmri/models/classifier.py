@@ -31,7 +31,9 @@ __all__ = ["DEFAULT_HEAD_NORM", "EncoderClassifier", "EncoderLoadResult"]
 #: the first epoch 0.72 / 0.81 (none), 0.95 / 0.97 (batch), 0.90 / 0.96
 #: (layer); test AUC at the selected epoch, mean (min) 0.97 (0.88) with
 #: batch, 0.91 (0.60) with layer. Hence ``"batch"`` for the pooled head.
-DEFAULT_HEAD_NORM: dict[str, str] = {"gap": "batch", "flatten": "none"}
+#: The ``"regional"`` head standardises its features the same way (its
+#: features are averages too, with offsets that differ by layer).
+DEFAULT_HEAD_NORM: dict[str, str] = {"gap": "batch", "flatten": "none", "regional": "batch"}
 
 
 class EncoderLoadResult(NamedTuple):
@@ -103,6 +105,11 @@ class EncoderClassifier(nn.Module):
             )
         if head == "flatten":
             code_shape = encoder_code_shape(encoder, self.input_shape)
+        elif head == "regional":
+            from transmri.models.features import regional_feature_size
+
+            dry_run = self.input_shape or (32, 32, 32)  # the width does not depend on the shape
+            code_shape = (regional_feature_size(encoder, dry_run),)
         else:
             code_shape = (encoder_out_channels(encoder, self.input_shape),)
         self.encoder = encoder
@@ -216,6 +223,11 @@ class EncoderClassifier(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Return ``{"logits": (N, num_classes), "code": encoder(x)}``."""
         check_input(x, steps=0, where=type(self).__name__)
+        if self.head.kind == "regional":
+            from transmri.models.features import regional_forward
+
+            features, code = regional_forward(self.encoder, x)
+            return {"logits": self.head(features), "code": code}
         code = self.encoder(x)
         return {"logits": self.head(code), "code": code}
 

@@ -1,6 +1,6 @@
 """Prediction heads that sit on an encoder's code.
 
-Two kinds:
+Three kinds:
 
 - ``"gap"``: global average pooling over the code's spatial axes, then
   (dropout and) a linear layer. Few parameters (``C * outputs``), the
@@ -9,8 +9,14 @@ Two kinds:
   and a linear layer (``C * d * h * w * outputs`` parameters, 86,530 for
   the CAE code of a 108x128x108 volume and two classes). Needs the code
   shape, i.e. the input shape, when built.
+- ``"regional"``: every layer group of the encoder average-pooled to
+  2 x 2 x 2 boxes and concatenated (:func:`~transmri.models.regional_forward`;
+  576 features for the CAE, whatever the input shape). It keeps *where* a
+  feature fires, coarsely, which global pooling throws away; the
+  :class:`~transmri.models.EncoderClassifier` computes these features and
+  the head gets them as a ``(N, C)`` vector.
 
-Either kind may normalise its features before the linear layer (``norm``):
+Each kind may normalise its features before the linear layer (``norm``):
 ``"batch"`` (BatchNorm1d over the batch, running statistics at evaluation)
 or ``"layer"`` (LayerNorm over each feature vector); both learn a scale and
 a shift. Pooled CAE features share a large common offset (about
@@ -33,7 +39,7 @@ from transmri.models._shapes import numel
 
 __all__ = ["HEAD_KINDS", "HEAD_NORMS", "ClassifierHead"]
 
-HEAD_KINDS: tuple[str, ...] = ("gap", "flatten")
+HEAD_KINDS: tuple[str, ...] = ("gap", "flatten", "regional")
 HEAD_NORMS: tuple[str, ...] = ("none", "batch", "layer")
 
 
@@ -67,7 +73,8 @@ class ClassifierHead(nn.Module):
         code_shape: per-sample code shape ``(C, d, h, w)`` (or ``(C,)`` for a
             pooled code); ``"gap"`` uses only ``C``.
         num_outputs: outputs (classes, or 1 for a regression target).
-        kind: ``"gap"`` or ``"flatten"``.
+        kind: ``"gap"``, ``"flatten"`` or ``"regional"`` (the input is already
+            a ``(N, C)`` feature vector, see :func:`~transmri.models.regional_forward`).
         dropout: dropout probability before each linear layer.
         hidden: width of an optional hidden layer (Linear-ReLU); 0 for none.
         norm: normalisation of the (pooled or flattened) features before the
@@ -115,7 +122,7 @@ class ClassifierHead(nn.Module):
 
     def forward(self, code: Tensor) -> Tensor:
         """Return ``(N, num_outputs)`` for a code ``(N, C, ...)``."""
-        if self.kind == "gap":
+        if self.kind in ("gap", "regional"):
             features = code.mean(dim=tuple(range(2, code.dim()))) if code.dim() > 2 else code
             if features.shape[1] != self.code_shape[0]:
                 raise ValueError(

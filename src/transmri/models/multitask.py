@@ -79,8 +79,9 @@ class MultiTaskAutoEncoder(nn.Module):
                 f"autoencoder: expected a model with an `encoder` module, got "
                 f"{type(autoencoder).__name__}"
             )
-        if head not in HEAD_KINDS:
-            raise ConfigError(f"head: expected one of {HEAD_KINDS}, got {head!r}")
+        if head not in HEAD_KINDS or head == "regional":
+            kinds = tuple(k for k in HEAD_KINDS if k != "regional")
+            raise ConfigError(f"head: expected one of {kinds}, got {head!r}")
         self.num_classes = check_positive_int("num_classes", num_classes, minimum=0)
         if self.num_classes == 1:
             raise ConfigError("num_classes: expected 0 (no main head) or >= 2, got 1")

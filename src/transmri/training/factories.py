@@ -135,7 +135,8 @@ def create_classifier(
         data: a labelled DataBunch.
         path: the run folder.
         arch: whose encoder to use (``"cae"``, ``"srcae"``, ``"vae"``).
-        head: ``"gap"`` (global average pooling) or ``"flatten"`` (the paper's).
+        head: ``"gap"`` (global average pooling), ``"flatten"`` (the paper's)
+            or ``"regional"`` (every layer pooled to 2 x 2 x 2 boxes).
         dropout: dropout before the head's linear layer.
         channels, activation, norm: encoder options.
         **learner_options: :class:`Learner` options.

@@ -473,7 +473,7 @@ class Learner(LearnerPlots):
             data: the target DataBunch (labelled).
             encoder_path: the encoder's card, weights file or run folder.
             path: the new run folder.
-            head: ``"gap"`` or ``"flatten"``.
+            head: ``"gap"``, ``"flatten"`` or ``"regional"``.
             dropout: dropout before the head's linear layer.
             check_leakage: refuse if a target test subject was in the pretraining set.
             **learner_options: :class:`Learner` options (unknown names raise ``TypeError``).

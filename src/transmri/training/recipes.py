@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -50,6 +51,7 @@ from transmri.training.objectives import ClassificationLoss, Objective
 
 __all__ = [
     "PROBES",
+    "PROBE_C_GRID",
     "FineTuneRecipe",
     "L2SPLoss",
     "RecipeSelection",
@@ -62,6 +64,9 @@ __all__ = [
 
 PROBES: tuple[str, ...] = ("none", "logreg", "head")
 
+#: The values of ``C`` that ``probe_c=None`` chooses from.
+PROBE_C_GRID: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
 
 @dataclass(frozen=True)
 class FineTuneRecipe:
@@ -73,7 +78,10 @@ class FineTuneRecipe:
         lr_decay: layer-wise decay: group ``i`` of ``n`` learns at
             ``lr * lr_decay ** (n - 1 - i)`` (1: one rate for all).
         probe: ``"none"``, ``"logreg"`` (LP-FT) or ``"head"`` (train the head on a frozen encoder).
-        probe_c: inverse L2 strength of the logistic regression (standardised codes).
+        probe_c: inverse L2 strength of the logistic regression (standardised
+            codes); ``None``: chosen from ``PROBE_C_GRID`` by a subject-grouped,
+            stratified cross-validation on the training scans (never the
+            validation or test scans).
         probe_epochs: epochs of head-only training for ``probe="head"``.
         probe_lr: learning rate of that head-only training.
         keep_probe: keep the probed weights if fine-tuning never beats their val AUC.
@@ -92,7 +100,7 @@ class FineTuneRecipe:
     lr: float = 1e-3
     lr_decay: float = 1.0
     probe: Literal["none", "logreg", "head"] = "none"
-    probe_c: float = 1.0
+    probe_c: float | None = 1.0
     probe_epochs: int = 5
     probe_lr: float = 1e-2
     keep_probe: bool = True
@@ -113,7 +121,8 @@ class FineTuneRecipe:
         if self.lr_decay > 1:
             raise ConfigError(f"lr_decay: expected a ratio in (0, 1], got {self.lr_decay!r}")
         check_choice("probe", self.probe, PROBES)
-        check_positive_float("probe_c", self.probe_c)
+        if self.probe_c is not None:
+            check_positive_float("probe_c", self.probe_c)
         check_positive_int("probe_epochs", self.probe_epochs)
         check_positive_float("probe_lr", self.probe_lr)
         for name in ("l2sp_alpha", "l2sp_beta", "wd"):
@@ -287,7 +296,34 @@ def _linear_layer(model: nn.Module) -> nn.Linear:
     return linear[0]
 
 
-def linear_probe(learner: Any, *, C: float = 1.0, max_iter: int = 2000) -> dict[str, float]:
+def _choose_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, max_iter: int) -> float:
+    """``C`` of :data:`PROBE_C_GRID` with the best subject-grouped CV score (AUC if binary)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    smallest = min(np.unique(groups[y == c]).size for c in np.unique(y))
+    if smallest < 2:
+        raise ConfigError(
+            f"linear probe: probe_c=None needs at least 2 training subjects per class for "
+            f"its cross-validation, got {smallest}"
+        )
+    search = GridSearchCV(
+        make_pipeline(
+            StandardScaler(), LogisticRegression(max_iter=max_iter, class_weight="balanced")
+        ),
+        {"logisticregression__C": list(PROBE_C_GRID)},
+        scoring="roc_auc" if np.unique(y).size == 2 else "balanced_accuracy",
+        cv=StratifiedGroupKFold(n_splits=min(5, smallest), shuffle=True, random_state=0),
+    )
+    with warnings.catch_warnings():  # a fold may hold one class for scoring: harmless
+        warnings.simplefilter("ignore")
+        search.fit(x, y, groups=groups)
+    return float(search.best_params_["logisticregression__C"])
+
+
+def linear_probe(learner: Any, *, C: float | None = 1.0, max_iter: int = 2000) -> dict[str, float]:
     """Fit the head's linear layer as a logistic regression on frozen features.
 
     The features are exactly what the head's linear layer receives in eval
@@ -298,11 +334,18 @@ def linear_probe(learner: Any, *, C: float = 1.0, max_iter: int = 2000) -> dict[
     classifier's softmax equals the regression's probabilities. Only
     training-split scans and labels are read.
 
+    Args:
+        learner: a Learner whose model is an :class:`~transmri.models.EncoderClassifier`.
+        C: inverse L2 strength; ``None`` chooses it by a subject-grouped,
+            stratified CV on the training scans (:data:`PROBE_C_GRID`).
+        max_iter: solver iterations.
+
     Returns:
-        ``{"train_accuracy": ..., "n": ...}`` of the regression.
+        ``{"train_accuracy": ..., "n": ..., "C": ...}`` of the regression.
 
     Raises:
-        ConfigError: a head with a hidden layer, or a class missing from training.
+        ConfigError: a head with a hidden layer, a class missing from training,
+            or (``C=None``) a class with fewer than 2 training subjects.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -320,13 +363,17 @@ def linear_probe(learner: Any, *, C: float = 1.0, max_iter: int = 2000) -> dict[
         x, y = _collect(model, learner.data, "train", learner.config.batch_size, features)
     finally:
         hook.remove()
-    x, y = x[y >= 0].astype(np.float64), y[y >= 0]
+    labelled = y >= 0
+    x, y = x[labelled].astype(np.float64), y[labelled]
     k = linear.out_features
     if np.unique(y).size != k:
         raise ConfigError(
             f"linear probe: the training split has classes {sorted(np.unique(y).tolist())}, "
             f"the head predicts {k}; every class needs training scans"
         )
+    if C is None:
+        subjects = np.asarray(learner.data.split_table("train").subjects)[labelled]
+        C = _choose_c(x, y, subjects, max_iter)
     mean, std = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
     clf = LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced")
     clf.fit((x - mean) / std, y)
@@ -338,7 +385,8 @@ def linear_probe(learner: Any, *, C: float = 1.0, max_iter: int = 2000) -> dict[
     with torch.no_grad():
         linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
         linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
-    return {"train_accuracy": float(clf.score((x - mean) / std, y)), "n": float(y.size)}
+    accuracy = float(clf.score((x - mean) / std, y))
+    return {"train_accuracy": accuracy, "n": float(y.size), "C": float(C)}
 
 
 def _val_auc(learner: Any) -> float:
