@@ -45,12 +45,23 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     except OSError as exc:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
-        raise type(exc)(exc.errno, f"{target}: cannot write ({exc.strerror or exc})") from exc
+        reason = _why_not_writable(target) or str(exc.strerror or exc)
+        raise type(exc)(exc.errno, f"{target}: cannot write ({reason})") from exc
     except BaseException:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
         raise
     return target
+
+
+def _why_not_writable(target: Path) -> str | None:
+    """A plain-words reason for the common path mistakes, or ``None``."""
+    if target.is_dir():
+        return "it is a folder; give a file path"
+    for parent in target.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{parent} is a file, not a folder"
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

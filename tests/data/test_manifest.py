@@ -158,7 +158,18 @@ def test_save_failure_names_file_and_leaves_nothing(
 ) -> None:
     target = tmp_path / "out" / "data.json"
     target.mkdir(parents=True)  # a folder where the file should go: the rename fails
-    with pytest.raises(IsADirectoryError, match=r"out/data.json: cannot write the manifest"):
+    with pytest.raises(
+        IsADirectoryError, match=r"manifest: .*out/data.json: cannot write \(it is a folder"
+    ):
         manifest.save(target)
     assert target.is_dir() and not list(target.iterdir())
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_save_under_a_file_names_the_file_in_the_way(
+    tmp_path: Path, manifest: DataBunchManifest
+) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(OSError, match=r"afile is a file, not a folder"):
+        manifest.save(tmp_path / "afile" / "data.json")
+    assert (tmp_path / "afile").read_text() == "not a folder"

@@ -212,9 +212,7 @@ def _write_atomic(target: Path, data: bytes, what: str) -> None:
     try:
         atomic_write_bytes(target, data)
     except OSError as exc:
-        raise type(exc)(
-            exc.errno, f"{target}: cannot write the {what} ({exc.strerror or exc})"
-        ) from exc
+        raise type(exc)(exc.errno, f"{what}: {exc.strerror or exc}") from exc
 
 
 def _table_from_json(data: dict[str, Any], *, source: str) -> ScanTable:

@@ -108,10 +108,14 @@ def paired_differences(
     """Per method and ``N``: mean difference to ``reference`` over repeats, paired by repeat.
 
     Within a repeat both methods used the same training and test subjects, so
-    the difference removes the draw's luck. The interval is a Student t
-    interval of the mean difference over repeats (``nan`` for one repeat): it
-    covers the variation between training draws, not the sampling of a fixed
-    test set.
+    the difference removes the draw's luck. Rows are paired on ``n_train``,
+    ``repeat`` and, when the column is there, ``test_subjects_hash``: the
+    ``comparison.csv`` files of runs on different test sets can be
+    concatenated and compared at once (each test set's repeats are pairs).
+    The interval is a Student t interval of the mean difference over the
+    pairs (``nan`` for one pair): it covers the variation between training
+    draws (and between test sets, when several are pooled), not the sampling
+    of one fixed test set.
 
     Returns:
         Columns ``method, reference, n_train, n_pairs`` and per metric
@@ -123,10 +127,12 @@ def paired_differences(
     missing = [c for c in [*keys, *metrics] if c not in frame.columns]
     if missing:
         raise DataFormatError(f"comparison: missing column(s) {missing}")
-    ref = frame.loc[frame["method"] == reference, ["n_train", "repeat", *metrics]]
+    # Pooled runs of several test sets pair within a test set too.
+    pair = ["n_train", "repeat", *(["test_subjects_hash"] if "test_subjects_hash" in frame else [])]
+    ref = frame.loc[frame["method"] == reference, [*pair, *metrics]]
     rows = []
     for (method, n), group in frame[frame["method"] != reference].groupby(["method", "n_train"]):
-        joined = group.merge(ref, on=["n_train", "repeat"], suffixes=("", "_ref"))
+        joined = group.merge(ref, on=pair, suffixes=("", "_ref"))
         row: dict[str, Any] = {"method": method, "reference": reference, "n_train": n}
         for m in metrics:
             d = (joined[m] - joined[f"{m}_ref"]).dropna().to_numpy(dtype=float)
