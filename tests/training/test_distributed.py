@@ -92,3 +92,57 @@ def test_two_process_ddp_matches_one_process(
     assert json.loads((tmp_path / "two" / "run.json").read_text())["config"]["world_size"] == 2
     assert len(h2) == 2
     assert not [p for p in (tmp_path / "two").rglob("*") if p.name.endswith(".tmp")]
+
+
+FAILING = textwrap.dedent(
+    """
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    import torch
+    torch.set_num_threads(1)
+    from transmri.data import DataBunch, PreprocessConfig, ScanTable
+    from transmri.models import ConvAutoEncoder
+    from transmri.training import Learner
+
+    csv, cache, run = sys.argv[1:4]
+    table = ScanTable.from_csv(csv, mask_col="mask")
+    data = DataBunch(table, PreprocessConfig(target_shape=(16, 16, 16)), cache_dir=cache,
+                     val_size=0.25, test_size=0.25, seed=0)
+    model = ConvAutoEncoder(channels=(4, 8))
+    learner = Learner(data, model, run, batch_size=2, progress=False, strategy="ddp",
+                      accelerator="cpu", devices=2)
+    try:
+        learner.fit(1, 3e-3)
+    except Exception as exc:
+        import os
+        print(f"rank {os.environ.get('LOCAL_RANK', '0')}: {type(exc).__name__}: {exc}", flush=True)
+        raise
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_run_folder_error_on_rank_0_stops_every_rank(
+    make_cohort: Callable[..., Path], tmp_path: Path
+) -> None:
+    csv = make_cohort(16)
+    script = tmp_path / "fail_ddp.py"
+    script.write_text(FAILING)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"identity": {"other": "run"}}')  # not ours: rank 0 refuses
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("MASTER_PORT", None)
+    result = subprocess.run(
+        [sys.executable, str(script), str(csv), str(tmp_path / "cache"), str(run)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # before the fix, rank 1 waited at the barrier until killed
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "rank 0: OutputExistsError" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert "rank 1: OutputExistsError" in result.stdout
+    assert "rank 0 could not prepare the run folder" in result.stdout
+    assert json.loads((run / "run.json").read_text()) == {"identity": {"other": "run"}}

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from transmri.errors import ConfigError, NotFittedError
+from transmri.errors import ConfigError, NotFittedError, OutputExistsError
 from transmri.training.callbacks import Callback, FitState
 from transmri.training.checkpoint import check_model_config, get_rng_state, save_checkpoint
 from transmri.training.config import FitConfig, LearnerConfig
@@ -128,28 +128,45 @@ class LearnerCore:
         if self._run_ready:
             return self.path
         fabric = self._get_fabric()
+        failure: BaseException | None = None
         if fabric.is_global_zero:
-            identity = run_identity(
-                model_type=self.config.model_type,
-                model_config=self.model_config(),
-                preprocessing=self.data.preprocessing.to_dict(),
-                splits={s: list(self.data.subjects(s)) for s in SPLITS},
+            try:
+                self._write_run_folder(fabric.world_size)
+            except Exception as exc:  # told to the other ranks below, then re-raised
+                failure = exc
+        # Every rank learns whether rank 0 failed, so that none waits forever at a barrier.
+        reason = fabric.broadcast(None if failure is None else f"{failure}", src=0)
+        if failure is not None:
+            raise failure
+        if reason is not None:
+            raise OutputExistsError(
+                f"{self.path}: rank 0 could not prepare the run folder ({reason}); "
+                f"rank {fabric.global_rank} stops too"
             )
-            settings = {
-                "learner": self.config.to_dict(),
-                "loss_fn": repr(self.loss_fn),
-                "opt_fn": getattr(self.opt_fn, "__qualname__", repr(self.opt_fn)),
-                "model": self.model_config(),
-                "world_size": fabric.world_size,
-                # Another thread count sums in another order: results differ in the
-                # last digits (the same seed is bit-identical only with the same count).
-                "torch_threads": torch.get_num_threads(),
-            }
-            prepare_run_folder(self.path, identity, config=settings, overwrite=self.overwrite)
-            self.data.save(self.path / "data.json")
         fabric.barrier()
         self._run_ready = True
         return self.path
+
+    def _write_run_folder(self, world_size: int) -> None:
+        """Rank 0's part of :meth:`_prepare_run`: ``run.json`` and ``data.json``."""
+        identity = run_identity(
+            model_type=self.config.model_type,
+            model_config=self.model_config(),
+            preprocessing=self.data.preprocessing.to_dict(),
+            splits={s: list(self.data.subjects(s)) for s in SPLITS},
+        )
+        settings = {
+            "learner": self.config.to_dict(),
+            "loss_fn": repr(self.loss_fn),
+            "opt_fn": getattr(self.opt_fn, "__qualname__", repr(self.opt_fn)),
+            "model": self.model_config(),
+            "world_size": world_size,
+            # Another thread count sums in another order: results differ in the
+            # last digits (the same seed is bit-identical only with the same count).
+            "torch_threads": torch.get_num_threads(),
+        }
+        prepare_run_folder(self.path, identity, config=settings, overwrite=self.overwrite)
+        self.data.save(self.path / "data.json")
 
     def _check_fitted(self, what: str) -> None:
         if not self.fitted_:
