@@ -184,6 +184,21 @@ def test_apply_recipe_lpft_l2sp_llrd(make_data: MakeData, tmp_path: Path) -> Non
     assert np.isfinite(history["train_loss"]).all()
     assert learner.loss_fn is None  # the L2-SP wrapper was for this recipe only
     assert all(p.requires_grad for p in learner.model.parameters())
+    assert learner.recipe_log_ == {
+        "probe_c": 1.0, "probe_val_auc": None, "finetuned_val_auc": None, "kept": "finetuned"
+    }  # fmt: skip
+
+
+def test_apply_recipe_keeps_the_probe_unless_fine_tuning_beats_it_on_validation(
+    make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data(16)
+    learner = _clf(data, tmp_path / "run")
+    recipe = FineTuneRecipe(epochs=1, lr=1e-9, probe="logreg", keep_probe=True, early_stop=None)
+    apply_recipe(learner, recipe)  # a learning rate too small to change anything
+    log = learner.recipe_log_
+    assert log["kept"] == "probe" and log["probe_c"] == 1.0
+    assert log["finetuned_val_auc"] == pytest.approx(log["probe_val_auc"], abs=1e-6)
 
 
 def test_apply_recipe_head_probe_keeps_the_encoder_frozen(

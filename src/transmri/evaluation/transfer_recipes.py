@@ -82,7 +82,9 @@ def run_recipe(context: MethodContext, recipe: FineTuneRecipe) -> MethodResult:
     )
     apply_recipe(learner, recipe)
     result = _cnn_result(learner, context)
-    notes = f"recipe {recipe.to_dict()}; {result.notes}"
+    log = getattr(learner, "recipe_log_", {})
+    done = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in log.items())
+    notes = f"recipe {recipe.to_dict()}; {done}; {result.notes}"
     return MethodResult(probs=result.probs, converged=result.converged, notes=notes)
 
 

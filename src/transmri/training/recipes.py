@@ -442,6 +442,10 @@ def apply_recipe(learner: Any, recipe: FineTuneRecipe) -> Any:
 
     Returns:
         The learner, trained, with the best epoch's (or the probe's) weights.
+        ``learner.recipe_log_`` says what happened: ``probe_c`` (the probe's
+        C), ``probe_val_auc`` and ``finetuned_val_auc`` (validation AUC of the
+        probe and of the fine-tuned model) and ``kept`` (``"probe"`` or
+        ``"finetuned"``).
     """
     if not isinstance(recipe, FineTuneRecipe):
         raise TypeError(f"recipe: expected a FineTuneRecipe, got {type(recipe).__name__}")
@@ -456,8 +460,10 @@ def apply_recipe(learner: Any, recipe: FineTuneRecipe) -> Any:
         "monitor": recipe.monitor,
         "schedule": recipe.schedule,
     }
+    log: dict[str, Any] = {"probe_c": None, "probe_val_auc": None, "finetuned_val_auc": None}
+    learner.recipe_log_ = log
     if recipe.probe == "logreg":
-        linear_probe(learner, C=recipe.probe_c)
+        log["probe_c"] = linear_probe(learner, C=recipe.probe_c)["C"]
     elif recipe.probe == "head":
         learner.freeze_encoder()
         learner.fit(recipe.probe_epochs, recipe.probe_lr, **fit_options)
@@ -465,6 +471,7 @@ def apply_recipe(learner: Any, recipe: FineTuneRecipe) -> Any:
         learner.unfreeze()
         if recipe.probe == "logreg":
             learner.fitted_ = True  # the head was fitted by logistic regression, not by fit()
+        log["kept"] = "probe"
         return learner
     probed = recipe.probe != "none" and recipe.keep_probe
     probe_auc = _val_auc(learner) if probed else float("nan")
@@ -483,8 +490,13 @@ def apply_recipe(learner: Any, recipe: FineTuneRecipe) -> Any:
         )  # fmt: skip
     finally:
         learner.loss_fn = previous
-    if probe_state is not None and np.isfinite(probe_auc) and not _val_auc(learner) > probe_auc:
-        learner.model.load_state_dict(probe_state)
+    log["kept"] = "finetuned"
+    if probe_state is not None:
+        final_auc = _val_auc(learner)
+        log.update(probe_val_auc=probe_auc, finetuned_val_auc=final_auc)
+        if np.isfinite(probe_auc) and not final_auc > probe_auc:
+            learner.model.load_state_dict(probe_state)
+            log["kept"] = "probe"
     return learner
 
 
