@@ -144,7 +144,7 @@ class DemoConfig:
             "evaluation": {
                 "val_size": 0.2,
                 "test_size": 0.3,
-                "methods": ["finetune", "scratch", "linear_probe", "ridge"],
+                "methods": ["finetune", "scratch", "linear_probe", "regional_probe", "ridge"],
                 "repeats": self.repeats,
             },
         }

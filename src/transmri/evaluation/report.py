@@ -96,6 +96,8 @@ _METHOD_NAMES = {
     "finetune": "fine-tuning the pretrained encoder",
     "scratch": "training from scratch",
     "linear_probe": "a linear probe on the frozen encoder",
+    "regional_probe": "a regional linear probe on the frozen encoder",
+    "regional_random": "a regional linear probe on a random encoder",
     "ridge": "a ridge classifier on voxels",
 }
 _REFERENCE_METHOD = "scratch"
