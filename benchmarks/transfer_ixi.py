@@ -1,6 +1,7 @@
 """Does transfer help on real scans? Sex from IXI T1 scans, with and without pretraining.
 
-Target task: sex (F/M) of the IXI subjects in ``../shared/data/ixi``. One
+Target task: sex (F/M) of the IXI subjects in ``../shared/data/ixi``
+(``--target age_group``: young < 40 vs old >= 60 years instead). One
 held-out test set of ``--test-size`` subjects (label-stratified) is fixed
 first; training subsets of ``N`` scans are drawn from the other subjects.
 
@@ -66,11 +67,16 @@ ROOT = Path(__file__).resolve().parents[1]
 IXI = ROOT.parent / "shared" / "data" / "ixi"
 
 
-def load_ixi(root: Path) -> ScanTable:
-    """IXI T1 scans labelled by sex, with per-scan brain masks and an ``age`` column."""
+def load_ixi(root: Path, task: str = "sex") -> ScanTable:
+    """IXI T1 scans labelled for ``task`` (``sex``, ``age_group`` or ``age``: unlabelled).
+
+    Every table has per-scan brain masks and an ``age`` column.
+    """
     try:
         from transmri.datasets import get_ixi
     except ImportError:  # an older transmri without the adapter
+        if task != "sex":
+            raise
         people = pd.read_csv(root / "participants.csv")
         frame = pd.DataFrame(
             {
@@ -83,9 +89,9 @@ def load_ixi(root: Path) -> ScanTable:
         )
         frame = frame[[(root / p).is_file() for p in frame["path"]]]
         return ScanTable.from_frame(frame, mask_col="mask", root=root, source=str(root))
-    with warnings.catch_warnings():  # 4 scans without demographics are reported, not needed
+    with warnings.catch_warnings():  # scans without demographics are reported, not needed
         warnings.simplefilter("ignore", UserWarning)
-        return get_ixi(root, task="sex")
+        return get_ixi(root, task=task)  # type: ignore[arg-type]
 
 
 def _quiet_databunch(
@@ -202,6 +208,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, nargs="+", default=None, help="default 10 20 40 80")
     p.add_argument("--repeats", type=int, default=None, help="default 5")
     p.add_argument("--test-size", type=int, default=50)
+    p.add_argument(
+        "--target",
+        choices=("sex", "age_group"),
+        default="sex",
+        help="the target task: sex, or age group (young < 40 <= skipped < 60 <= old)",
+    )
     p.add_argument("--methods", nargs="+", default=["scratch", "finetune", "linear_probe", "ridge"])
     p.add_argument(
         "--pretrain",
@@ -248,6 +260,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--work", type=Path, default=None, help="caches and run folders (default: a temp dir)"
     )
     args = p.parse_args(argv)
+    if args.target == "age_group" and args.pretrain in ("age_group", "mixed", "contrastive_age"):
+        p.error(f"--pretrain {args.pretrain} uses age, the --target age_group's own label")
     quick = args.quick
     defaults = {
         "resolution": [24, 28, 24] if quick else [48, 56, 48],
@@ -278,7 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*deterministic implementation.*")
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    table = load_ixi(args.data)
+    table = load_ixi(args.data, args.target)
+    # Pretraining reads every IXI scan with an age outside the test set (not only
+    # the target's scans: the age-group target skips ages 40-60).
+    source_table = table if args.target == "sex" else load_ixi(args.data, "age")
     pre = PreprocessConfig(target_shape=tuple(args.resolution), crop_to_mask=not args.no_crop)
     config = TransferConfig(
         n_train=tuple(args.n_train), repeats=args.repeats, test_size=args.test_size,
@@ -295,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     needs = [m for m in config.methods if method_needs_encoder(m)]
     frames = []
     first = _source_name(args) if needs else "none"
-    sources = [(first, lambda: pretrain_ixi_age(table, held_out, pre, args))]
+    sources = [(first, lambda: pretrain_ixi_age(source_table, held_out, pre, args))]
     if not args.no_synthetic and needs:
         sources.append(("synthetic", lambda: pretrain_synthetic(pre, args)))
     for i, (source, pretrain) in enumerate(sources):
@@ -338,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
         "transfer": config.to_dict(),
         "preprocessing": pre.to_dict(),
+        "target": args.target,
         "pretrain": args.pretrain,
         "norm": args.norm,
         "pretrain_epochs": args.pretrain_epochs,

@@ -97,3 +97,21 @@ def test_unlabelled_rows_kept_and_required_labels_raise(make_cohort) -> None:
     assert not table.is_labelled
     with pytest.raises(DataFormatError, match=r"row 2, column 'label': missing label"):
         table.require_labels()
+
+
+def test_summary_counts_skipped_rows_by_kind_of_reason(make_cohort) -> None:
+    table = ScanTable.from_csv(make_cohort(n=4))
+    skipped = pd.DataFrame(
+        {
+            "item": ["a", "b", "c"],
+            "reason": [
+                "age 48.1 between young_max 40 and old_min 60",
+                "age 52.53 between young_max 40 and old_min 60",
+                "no demographics row",
+            ],
+        }
+    )
+    summary = table.with_frame(table.frame, skipped=skipped).summary()
+    assert "skipped 3" in summary
+    assert "'age # between young_max # and old_min #': 2" in summary
+    assert "'no demographics row': 1" in summary

@@ -392,7 +392,13 @@ class ScanTable:
             f"labels {self.label_counts()}",
         ]
         if len(self.skipped):
-            reasons = self.skipped["reason"].str.replace(r"'.*'", "...", regex=True)
+            # One count per kind of reason: quoted values and numbers are folded
+            # (``table.skipped`` keeps every row's own reason).
+            reasons = (
+                self.skipped["reason"]
+                .str.replace(r"'.*'", "...", regex=True)
+                .str.replace(r"\d+(\.\d+)?", "#", regex=True)
+            )
             counts = {str(k): int(v) for k, v in reasons.value_counts().items()}
             parts.append(f"skipped {len(self.skipped)} ({counts})")
         return f"{self.source}: " + ", ".join(parts)
