@@ -252,6 +252,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--synthetic-subjects", type=int, default=None, help="default 200")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic source")
+    p.add_argument(
+        "--no-ixi",
+        action="store_true",
+        help="skip the IXI source: the synthetic source alone (with every method)",
+    )
     p.add_argument("--no-crop", action="store_true", help="keep the whole field of view")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (minutes)")
     p.add_argument("--seed", type=int, default=0)
@@ -262,6 +267,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.target == "age_group" and args.pretrain in ("age_group", "mixed", "contrastive_age"):
         p.error(f"--pretrain {args.pretrain} uses age, the --target age_group's own label")
+    if args.no_ixi and args.no_synthetic:
+        p.error("--no-ixi with --no-synthetic leaves no source")
     quick = args.quick
     defaults = {
         "resolution": [24, 28, 24] if quick else [48, 56, 48],
@@ -312,7 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     needs = [m for m in config.methods if method_needs_encoder(m)]
     frames = []
     first = _source_name(args) if needs else "none"
-    sources = [(first, lambda: pretrain_ixi_age(source_table, held_out, pre, args))]
+    sources = (
+        []
+        if args.no_ixi and needs  # without encoder methods the "none" source runs them
+        else [(first, lambda: pretrain_ixi_age(source_table, held_out, pre, args))]
+    )
     if not args.no_synthetic and needs:
         sources.append(("synthetic", lambda: pretrain_synthetic(pre, args)))
     for i, (source, pretrain) in enumerate(sources):
