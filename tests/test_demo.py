@@ -44,7 +44,7 @@ def test_demo_quick_end_to_end_in_chromium(tmp_path: Path) -> None:
     import pandas as pd
 
     comparison = pd.read_csv(out / "comparison.csv")
-    expected = {"finetune", "scratch", "linear_probe", "regional_probe", "ridge"}
+    expected = {"finetune", "scratch", "linear_probe", "regional_probe", "regional_random", "ridge"}
     assert set(comparison["method"]) == expected
     assert comparison["test_subjects_hash"].nunique() == 1
 
@@ -84,6 +84,6 @@ def test_two_demo_runs_with_one_seed_give_identical_comparison_rows(tmp_path: Pa
     # Every column but the wall-clock time must agree exactly.
     first, second = (f.drop(columns=["seconds"]) for f in frames)
     pd.testing.assert_frame_equal(first, second, check_exact=True)
-    assert len(first) == 5 and first["auc"].notna().all()
+    assert len(first) == 6 and first["auc"].notna().all()
     weights = [tmp_path / n / "pretrain" / "encoder.safetensors" for n in ("first", "second")]
     assert weights[0].read_bytes() == weights[1].read_bytes()

@@ -57,7 +57,7 @@ TINY = [
     "evaluation.repeats=1",
     "evaluation.n_boot=50",
 ]
-METHODS = {"finetune", "scratch", "linear_probe", "regional_probe", "ridge"}
+METHODS = {"finetune", "scratch", "linear_probe", "regional_probe", "regional_random", "ridge"}
 
 
 def _archive(root: Path, study: str, groups: list[str], prefix: str, description: str) -> None:

@@ -144,7 +144,14 @@ class DemoConfig:
             "evaluation": {
                 "val_size": 0.2,
                 "test_size": 0.3,
-                "methods": ["finetune", "scratch", "linear_probe", "regional_probe", "ridge"],
+                "methods": [
+                    "finetune",
+                    "scratch",
+                    "linear_probe",
+                    "regional_probe",
+                    "regional_random",
+                    "ridge",
+                ],
                 "repeats": self.repeats,
             },
         }

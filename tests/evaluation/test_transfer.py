@@ -96,7 +96,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Bench:
 def test_every_method_gives_one_row_per_size_and_repeat(bench: Bench) -> None:
     frame = bench.frame
     assert list(frame.columns) == list(COMPARISON_COLUMNS)
-    assert len(frame) == len(bench.config.methods) * 2 * 2 == 5 * 2 * 2
+    assert len(frame) == len(bench.config.methods) * 2 * 2 == 6 * 2 * 2
     keys = set(zip(frame["method"], frame["n_train"], frame["repeat"]))
     assert keys == {(m, n, r) for m in bench.config.methods for n in (8, 16) for r in (0, 1)}
     assert frame["auc"].between(0, 1).all()

@@ -101,7 +101,14 @@ class TransferConfig:
     val_fraction: float = 0.25
     vary_test: bool = False
     nested: bool = True
-    methods: tuple[str, ...] = ("scratch", "finetune", "linear_probe", "regional_probe", "ridge")
+    methods: tuple[str, ...] = (
+        "scratch",
+        "finetune",
+        "linear_probe",
+        "regional_probe",
+        "regional_random",
+        "ridge",
+    )
     epochs: int = 30
     epochs_frozen: int = 5
     epochs_unfrozen: int = 25

@@ -343,8 +343,8 @@ class EvaluationConfig:
         val_size: fraction of target scans for validation (early stopping).
         test_size: fraction of target scans for testing.
         methods: compared by ``transmri compare`` (``finetune``, ``scratch``,
-            ``linear_probe``, ``regional_probe``, ``ridge``, or registered
-            ones); ``[]`` skips it.
+            ``linear_probe``, ``regional_probe``, ``regional_random``, ``ridge``,
+            or registered ones); ``[]`` skips it.
         n_train: training-set sizes of the learning curve (``[]``: all
             available training scans).
         repeats: random splits per size.
@@ -355,7 +355,14 @@ class EvaluationConfig:
 
     val_size: float = 0.15
     test_size: float = 0.25
-    methods: tuple[str, ...] = ("finetune", "scratch", "linear_probe", "regional_probe", "ridge")
+    methods: tuple[str, ...] = (
+        "finetune",
+        "scratch",
+        "linear_probe",
+        "regional_probe",
+        "regional_random",
+        "ridge",
+    )
     n_train: tuple[int, ...] = ()
     repeats: int = 1
     embeddings: bool = True
