@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -197,3 +198,34 @@ def test_synthetic_cohorts_get_distinct_subject_ids(tmp_path: Path) -> None:
     assert target.subjects == ["target-sub-0001", "target-sub-0002"]
     assert Path(source.paths[0]).name == "source-sub-0001.nii.gz"
     check_leakage(source.subjects, target.subjects, names=("source", "target"))
+
+
+def test_pretext_pretraining_from_the_experiment_file(tmp_path: Path) -> None:
+    import json
+
+    data = minimal()
+    data["data"]["preprocessing"] = {"target_shape": [16, 16, 16]}
+    data["pretrain"] = {"objective": "autoencoder", "pretext": "denoise", "epochs": 1,
+                        "batch_size": 4}  # fmt: skip
+    data["output"] = str(tmp_path / "run")
+    experiment = Experiment(load_experiment(write(tmp_path, data)))
+    card = experiment.pretrain()
+    assert card.is_file()
+    steps = json.loads((tmp_path / "run" / "run.json").read_text())["steps"]
+    assert steps["pretrain"]["pretext"] == "denoise"
+    history = pd.read_csv(tmp_path / "run" / "pretrain" / "history.csv")
+    assert history["train_loss"].notna().all()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pretrain": {"pretext": "blur"}}, r"pretrain.pretext: expected one of 'denoise'"),
+        ({"model": {"head": "regional"}}, r"model.head: 'regional' is a fine-tuning head"),
+    ],
+)
+def test_pretext_and_head_choices_are_checked(tmp_path: Path, changes: dict, message: str) -> None:
+    data = minimal()
+    data.update(changes)
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(write(tmp_path, data))

@@ -99,7 +99,7 @@ class Experiment(ExperimentState):
             )
         else:
             learner = create_autoencoder(data, path, arch=m.arch, **arch, **options)
-        learner.fit(p.epochs, p.lr, wd=p.weight_decay, early_stop=p.early_stop)
+        learner.fit(p.epochs, p.lr, wd=p.weight_decay, early_stop=p.early_stop, pretext=p.pretext)
         card = learner.save_encoder()
         if len(data.test_ds):
             learner.evaluate("test")
@@ -111,7 +111,9 @@ class Experiment(ExperimentState):
                 pd.read_csv(history), path=self.run_dir / "figures" / "pretraining_curves.png"
             )
         record_step(
-            self.run_dir, "pretrain", {"epochs": len(learner.history_), "encoder": str(card)}
+            self.run_dir,
+            "pretrain",
+            {"epochs": len(learner.history_), "encoder": str(card), "pretext": p.pretext},
         )
         self.log(
             f"pretrain: {len(learner.history_)} epochs on {len(data.train_ds)} scans -> {card}"

@@ -255,6 +255,9 @@ class PretrainConfig:
     Attributes:
         objective: ``mixed`` (reconstruction + source labels, weighted by
             ``alpha``), ``autoencoder`` (reconstruction only) or ``vae``.
+        pretext: corrupt the training input and reconstruct the clean scan:
+            ``denoise`` (Gaussian noise) or ``inpaint`` (random cubes zeroed);
+            ``null``: plain reconstruction. Validation scans are never corrupted.
         epochs: training epochs.
         lr: learning rate (Adam).
         alpha: ``mixed``: weight of the reconstruction term (``1 - alpha`` on
@@ -268,6 +271,7 @@ class PretrainConfig:
     """
 
     objective: str = "mixed"
+    pretext: str | None = None
     epochs: int = 30
     lr: float = 1e-3
     alpha: float = 0.7
@@ -280,6 +284,8 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         check_choice("objective", self.objective, _OBJECTIVES)
+        if self.pretext is not None:
+            check_choice("pretext", self.pretext, ("denoise", "inpaint"))
         check_positive_int("epochs", self.epochs)
         check_fraction("alpha", self.alpha, inclusive=True)
         _check_training(self)
@@ -436,6 +442,12 @@ class ExperimentConfig:
         if self.pretrain.objective == "vae" and self.model.arch != "vae":
             raise ConfigError(
                 f"pretrain.objective: 'vae' needs model.arch 'vae', got {self.model.arch!r}"
+            )
+        if self.pretrain.objective == "mixed" and self.model.head == "regional":
+            raise ConfigError(
+                "model.head: 'regional' is a fine-tuning head; pretrain.objective 'mixed' "
+                "needs 'gap' or 'flatten' for its source head (or use objective "
+                "'autoencoder')"
             )
 
     def resolve(self, path: str | None) -> Path | None:
