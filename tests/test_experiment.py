@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -227,5 +228,44 @@ def test_pretext_pretraining_from_the_experiment_file(tmp_path: Path) -> None:
 def test_pretext_and_head_choices_are_checked(tmp_path: Path, changes: dict, message: str) -> None:
     data = minimal()
     data.update(changes)
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(write(tmp_path, data))
+
+
+def test_contrastive_pretraining_from_the_experiment_file(tmp_path: Path) -> None:
+    import json
+
+    from transmri.training import load_encoder
+
+    data = minimal()
+    data["data"]["preprocessing"] = {"target_shape": [16, 16, 16]}
+    data["data"]["source"]["targets"] = ["age"]
+    data["pretrain"] = {"objective": "contrastive", "contrastive_target": "age", "sigma": 5.0,
+                        "epochs": 1, "batch_size": 4}  # fmt: skip
+    data["output"] = str(tmp_path / "run")
+    experiment = Experiment(load_experiment(write(tmp_path, data)))
+    card = experiment.pretrain()
+    encoder, _ = load_encoder(card)
+    assert type(encoder).__name__ == "ConvEncoder"
+    steps = json.loads((tmp_path / "run" / "run.json").read_text())["steps"]
+    assert steps["pretrain"]["epochs"] == 1
+    history = pd.read_csv(tmp_path / "run" / "pretrain" / "history.csv")
+    assert np.isfinite(history["train_loss"]).all()
+
+
+@pytest.mark.parametrize(
+    ("pretrain", "message"),
+    [
+        ({"objective": "contrastive", "pretext": "denoise"}, r"pretrain.pretext: the contrastive"),
+        ({"contrastive_target": "age"}, r"contrastive_target: only for objective 'contrastive'"),
+        (
+            {"objective": "contrastive", "contrastive_target": "age"},
+            r"pretrain.contrastive_target: 'age' must be one of data.source.targets \[\]",
+        ),
+    ],
+)
+def test_contrastive_options_are_checked(tmp_path: Path, pretrain: dict, message: str) -> None:
+    data = minimal()
+    data["pretrain"] = pretrain
     with pytest.raises(ConfigError, match=message):
         load_experiment(write(tmp_path, data))

@@ -78,7 +78,7 @@ class Experiment(ExperimentState):
     def pretrain(self) -> Path:
         """Pretrain the autoencoder on the source; return the encoder card's path."""
         from transmri.evaluation import plot_history
-        from transmri.training import create_autoencoder, create_mixed
+        from transmri.training import create_autoencoder, create_contrastive, create_mixed
 
         self.open()
         p, m = self.config.pretrain, self.config.model
@@ -97,11 +97,16 @@ class Experiment(ExperimentState):
                 **arch,
                 **options,
             )
+        elif p.objective == "contrastive":
+            learner = create_contrastive(
+                data, path, arch=m.arch, target=p.contrastive_target, sigma=p.sigma,
+                temperature=p.temperature, **arch, **options,
+            )  # fmt: skip
         else:
             learner = create_autoencoder(data, path, arch=m.arch, **arch, **options)
         learner.fit(p.epochs, p.lr, wd=p.weight_decay, early_stop=p.early_stop, pretext=p.pretext)
         card = learner.save_encoder()
-        if len(data.test_ds):
+        if len(data.test_ds) and p.objective != "contrastive":  # no per-scan contrastive loss
             learner.evaluate("test")
         history = self.run_dir / "pretrain" / "history.csv"
         if history.is_file():

@@ -65,7 +65,7 @@ ADAPTER_OPTIONS: Mapping[str, tuple[str, ...]] = {
                   "head_scale", "age_range", "site", "subject_prefix", "seed"),
 }  # fmt: skip
 ADAPTERS: tuple[str, ...] = tuple(ADAPTER_OPTIONS)
-_OBJECTIVES = ("mixed", "autoencoder", "vae")
+_OBJECTIVES = ("mixed", "autoencoder", "vae", "contrastive")
 _ARCHS = ("cae", "srcae", "vae")
 _HEADS = ("gap", "flatten", "regional")
 _AUGMENTS = ("none", "light", "standard")
@@ -254,10 +254,17 @@ class PretrainConfig:
 
     Attributes:
         objective: ``mixed`` (reconstruction + source labels, weighted by
-            ``alpha``), ``autoencoder`` (reconstruction only) or ``vae``.
+            ``alpha``), ``autoencoder`` (reconstruction only), ``vae`` or
+            ``contrastive`` (two augmented views of each scan: SimCLR's
+            NT-Xent, or the y-aware InfoNCE with ``contrastive_target``).
         pretext: corrupt the training input and reconstruct the clean scan:
             ``denoise`` (Gaussian noise) or ``inpaint`` (random cubes zeroed);
             ``null``: plain reconstruction. Validation scans are never corrupted.
+        contrastive_target: ``contrastive``: a continuous column of
+            ``data.source.targets`` (e.g. ``age``) for the y-aware loss of
+            Dufumier et al. (2021); ``null``: SimCLR.
+        sigma: bandwidth of the y-aware kernel, in the target's units.
+        temperature: softmax temperature of the contrastive loss.
         epochs: training epochs.
         lr: learning rate (Adam).
         alpha: ``mixed``: weight of the reconstruction term (``1 - alpha`` on
@@ -272,6 +279,9 @@ class PretrainConfig:
 
     objective: str = "mixed"
     pretext: str | None = None
+    contrastive_target: str | None = None
+    sigma: float = 5.0
+    temperature: float = 0.1
     epochs: int = 30
     lr: float = 1e-3
     alpha: float = 0.7
@@ -286,6 +296,24 @@ class PretrainConfig:
         check_choice("objective", self.objective, _OBJECTIVES)
         if self.pretext is not None:
             check_choice("pretext", self.pretext, ("denoise", "inpaint"))
+            if self.objective == "contrastive":
+                raise ConfigError(
+                    "pretext: the contrastive objective trains on two augmented views; "
+                    "leave pretext null"
+                )
+        if self.contrastive_target is not None:
+            if self.objective != "contrastive":
+                raise ConfigError(
+                    f"contrastive_target: only for objective 'contrastive', got "
+                    f"objective {self.objective!r}"
+                )
+            if not isinstance(self.contrastive_target, str) or not self.contrastive_target:
+                raise ConfigError(
+                    f"contrastive_target: expected a column name such as 'age', got "
+                    f"{self.contrastive_target!r}"
+                )
+        check_positive_float("sigma", self.sigma)
+        check_positive_float("temperature", self.temperature)
         check_positive_int("epochs", self.epochs)
         check_fraction("alpha", self.alpha, inclusive=True)
         _check_training(self)
@@ -442,6 +470,12 @@ class ExperimentConfig:
         if self.pretrain.objective == "vae" and self.model.arch != "vae":
             raise ConfigError(
                 f"pretrain.objective: 'vae' needs model.arch 'vae', got {self.model.arch!r}"
+            )
+        target = self.pretrain.contrastive_target
+        if target is not None and target not in self.data.source.targets:
+            raise ConfigError(
+                f"pretrain.contrastive_target: {target!r} must be one of "
+                f"data.source.targets {list(self.data.source.targets)}"
             )
         if self.pretrain.objective == "mixed" and self.model.head == "regional":
             raise ConfigError(

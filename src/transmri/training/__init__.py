@@ -8,6 +8,7 @@ from transmri.training.factories import (
     create_autoencoder,
     create_classifier,
     create_classifier_from_encoder,
+    create_contrastive,
     create_mixed,
 )
 from transmri.training.learner import Learner
@@ -63,6 +64,7 @@ __all__ = [
     "create_autoencoder",
     "create_classifier",
     "create_classifier_from_encoder",
+    "create_contrastive",
     "create_mixed",
     "linear_probe",
     "load_encoder",

@@ -117,6 +117,52 @@ def create_autoencoder(
     return Learner(data, model, path, model_type="autoencoder", **learner_options)
 
 
+def create_contrastive(
+    data: Any,
+    path: str | os.PathLike[str],
+    *,
+    arch: str = "cae",
+    channels: Sequence[int] | None = None,
+    activation: str | None = None,
+    norm: str | None = None,
+    dropout: float | None = None,
+    target: str | None = None,
+    sigma: float = 5.0,
+    temperature: float = 0.1,
+    **learner_options: Any,
+) -> Learner:
+    """A contrastive Learner: the architecture's encoder + a projection head, two views per scan.
+
+    ``target=None`` is SimCLR's NT-Xent; a target name (e.g. ``"age"``, which
+    the DataBunch must list in ``targets``) gives the y-aware InfoNCE of
+    Dufumier et al. (2021) with a Gaussian kernel of bandwidth ``sigma``.
+    ``save_encoder()`` saves the encoder, as for the autoencoders.
+
+    Raises:
+        ConfigError: a bad architecture option, or a ``target`` the data lack.
+    """
+    from transmri.models import ContrastiveModel
+    from transmri.training.contrastive import ContrastiveLoss
+
+    if target is not None and target not in getattr(data, "targets", ()):
+        raise ConfigError(
+            f"target: {target!r} is not one of the DataBunch's targets "
+            f"{list(getattr(data, 'targets', ()))}; add it to targets"
+        )
+    options = _arch_options(
+        arch, channels=channels, activation=activation, norm=norm, dropout=dropout
+    )
+    _seed(learner_options)
+    encoder = _build_autoencoder(arch, options).encoder
+    if not isinstance(encoder, nn.Module):  # every architecture here has an encoder module
+        raise TypeError(f"arch {arch!r}: expected an encoder module, got {type(encoder).__name__}")
+    loss = ContrastiveLoss(temperature=temperature, target=target, sigma=sigma)
+    return Learner(
+        data, ContrastiveModel(encoder), path, model_type="contrastive", loss_fn=loss,
+        **learner_options,
+    )  # fmt: skip
+
+
 def create_classifier(
     data: Any,
     path: str | os.PathLike[str],
