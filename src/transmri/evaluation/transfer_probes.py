@@ -30,6 +30,7 @@ from transmri.evaluation.transfer_methods import (
     _full_probs,
     register_method,
 )
+from transmri.models.features import REGIONAL_GRID
 
 __all__ = ["PROBE_METHODS", "regional_codes"]
 
@@ -41,7 +42,7 @@ def regional_codes(
     data: DataBunch,
     split: str,
     *,
-    grid: int = 2,
+    grid: int = REGIONAL_GRID,
     levels: str = "all",
     batch_size: int = 8,
 ) -> np.ndarray:
