@@ -51,6 +51,7 @@ __all__ = [
     "MethodResult",
     "available_methods",
     "get_method",
+    "logistic_on_codes",
     "method_needs_encoder",
     "register_method",
 ]
@@ -352,8 +353,6 @@ def finetune(context: MethodContext) -> MethodResult:
 @register_method("linear_probe", needs_encoder=True)
 def linear_probe(context: MethodContext) -> MethodResult:
     """Logistic regression (C by grouped internal CV) on the frozen encoder's pooled codes."""
-    from sklearn.linear_model import LogisticRegression
-
     from transmri.training import Learner
 
     learner = Learner.from_pretrained(
@@ -363,17 +362,32 @@ def linear_probe(context: MethodContext) -> MethodResult:
         **_learner_options(context),
     )
     codes = [learner.encode_data(split)[0] for split in ("train", "val", "test")]
+    return logistic_on_codes(context, codes, np.logspace(-4, 2, 7))
+
+
+def logistic_on_codes(
+    context: MethodContext, codes: list[np.ndarray], cs: np.ndarray, notes: str = ""
+) -> MethodResult:
+    """Logistic regression on ``[train, val, test]`` codes; C from ``cs`` by grouped CV.
+
+    Fitted on the training and validation scans (the grouped CV is their
+    inner validation); the test codes are only predicted.
+    """
+    from sklearn.linear_model import LogisticRegression
+
     y, groups = _fit_rows(context)
-    search, converged, notes = _fit_linear(
+    search, converged, chosen = _fit_linear(
         LogisticRegression(max_iter=5000),
-        {"C": [float(c) for c in np.logspace(-4, 2, 7)]},
+        {"C": [float(c) for c in cs]},
         np.concatenate(codes[:2]),
         y,
         groups,
         context,
     )
     probs = _full_probs(search.predict_proba(codes[2]), search.classes_, len(context.classes))
-    return MethodResult(probs=probs, converged=converged, notes=notes)
+    return MethodResult(
+        probs=probs, converged=converged, notes=f"{notes}; {chosen}" if notes else chosen
+    )
 
 
 def _voxels(data: DataBunch, split: str, factor: int) -> np.ndarray:

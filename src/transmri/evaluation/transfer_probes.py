@@ -25,9 +25,7 @@ from transmri.data import DataBunch
 from transmri.evaluation.transfer_methods import (
     MethodContext,
     MethodResult,
-    _fit_linear,
-    _fit_rows,
-    _full_probs,
+    logistic_on_codes,
     register_method,
 )
 from transmri.models.features import REGIONAL_GRID
@@ -68,28 +66,16 @@ def regional_codes(
 
 
 def _probe(context: MethodContext, encoder: nn.Module) -> MethodResult:
-    from sklearn.linear_model import LogisticRegression
-
     config = context.config
     codes = [
         regional_codes(encoder, context.data, split, grid=config.probe_grid,
                        levels=config.probe_levels, batch_size=config.batch_size)
         for split in ("train", "val", "test")
     ]  # fmt: skip
-    y, groups = _fit_rows(context)
-    search, converged, notes = _fit_linear(
-        LogisticRegression(max_iter=5000),
-        {"C": [float(c) for c in np.logspace(-5, 1, 7)]},
-        np.concatenate(codes[:2]),
-        y,
-        groups,
-        context,
-    )
-    probs = _full_probs(search.predict_proba(codes[2]), search.classes_, len(context.classes))
     where = (
         f"{codes[0].shape[1]} regional features (grid {config.probe_grid}, {config.probe_levels})"
     )
-    return MethodResult(probs=probs, converged=converged, notes=f"{where}; {notes}")
+    return logistic_on_codes(context, codes, np.logspace(-5, 1, 7), notes=where)
 
 
 def _encoder_module(context: MethodContext, *, pretrained: bool) -> nn.Module:
