@@ -363,3 +363,16 @@ def test_balanced_subsample_errors() -> None:
         balanced_subsample(table, 21, seed=0)
     with pytest.raises(ConfigError, match=r"n: expected an integer >= 1, got 0"):
         balanced_subsample(table, 0, seed=0)
+
+
+def test_grouped_kfold_limits_k_by_the_smallest_class_and_keeps_subjects_together() -> None:
+    from transmri.data.split import grouped_kfold
+
+    y = np.array([0] * 12 + [1] * 6)
+    groups = np.array([f"s{i // 2}" for i in range(18)])  # two scans per subject
+    cv = grouped_kfold(y, groups, max_folds=5, seed=1)
+    assert cv.get_n_splits() == 3  # class 1 has 3 subjects
+    for train, test in cv.split(np.zeros(len(y)), y, groups):
+        assert not set(groups[train]) & set(groups[test])
+        assert set(y[test]) == {0, 1}
+    assert grouped_kfold(y, groups, max_folds=2).get_n_splits() == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,7 @@ __all__ = [
     "SplitIndices",
     "balanced_subsample",
     "check_leakage",
+    "grouped_kfold",
     "kfold_splits",
     "train_val_test_split",
 ]
@@ -479,3 +481,21 @@ def balanced_subsample(table: ScanTable, n: int, *, seed: int) -> ScanTable:
         ranked = [p for _, p in sorted(zip(keys, order.tolist()))]
         chosen.extend(ranked[:quota])
     return table.subset(sorted(chosen))
+
+
+def grouped_kfold(
+    labels: npt.ArrayLike, groups: npt.ArrayLike, *, max_folds: int = 5, seed: int = 0
+) -> Any:
+    """A shuffled ``StratifiedGroupKFold`` for model selection inside a training set.
+
+    ``k`` is ``max_folds``, lowered to the number of subjects (``groups``) of
+    the smallest class so that every fold can hold each class, and at least 2.
+    Used by the linear methods of the transfer benchmark and by the recipes'
+    probe to choose their regularisation without touching other scans.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y, g = np.asarray(labels), np.asarray(groups)
+    smallest = min(np.unique(g[y == c]).size for c in np.unique(y))
+    k = max(2, min(int(max_folds), smallest))
+    return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed) % 2**32)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from transmri.data import DataBunch, ScanTable
+from transmri.data.split import grouped_kfold
 from transmri.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -219,15 +220,6 @@ def _cnn_result(learner: Learner, context: MethodContext) -> MethodResult:
     return MethodResult(probs=probs, converged=fell and val_auc > 0.5, notes=notes)
 
 
-def _grouped_cv(y: np.ndarray, groups: np.ndarray, config: TransferConfig, seed: int) -> Any:
-    """A stratified, subject-grouped k-fold with k limited by the smallest class."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    smallest = min(len(np.unique(groups[y == c])) for c in np.unique(y))
-    k = max(2, min(config.cv_folds, smallest))
-    return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
-
-
 def _fit_linear(
     estimator: Any,
     grid: dict[str, list[float]],
@@ -253,7 +245,7 @@ def _fit_linear(
         make_pipeline(StandardScaler(), estimator),
         {f"{type(estimator).__name__.lower()}__{k}": v for k, v in grid.items()},
         scoring=scoring,
-        cv=_grouped_cv(y, groups, context.config, context.seed),
+        cv=grouped_kfold(y, groups, max_folds=context.config.cv_folds, seed=context.seed),
         error_score="raise",
     )
     with warnings.catch_warnings(record=True) as caught:

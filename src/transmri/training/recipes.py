@@ -299,9 +299,11 @@ def _linear_layer(model: nn.Module) -> nn.Linear:
 def _choose_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, max_iter: int) -> float:
     """``C`` of :data:`PROBE_C_GRID` with the best subject-grouped CV score (AUC if binary)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+    from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from transmri.data.split import grouped_kfold
 
     smallest = min(np.unique(groups[y == c]).size for c in np.unique(y))
     if smallest < 2:
@@ -315,7 +317,7 @@ def _choose_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, max_iter: int) -
         ),
         {"logisticregression__C": list(PROBE_C_GRID)},
         scoring="roc_auc" if np.unique(y).size == 2 else "balanced_accuracy",
-        cv=StratifiedGroupKFold(n_splits=min(5, smallest), shuffle=True, random_state=0),
+        cv=grouped_kfold(y, groups, max_folds=5, seed=0),
     )
     with warnings.catch_warnings():  # a fold may hold one class for scoring: harmless
         warnings.simplefilter("ignore")
