@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from transmri._allocator import keep_freed_memory
 from transmri.cli._parser import build_parser
 
 __all__ = ["main"]
@@ -112,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a usage error
     handler = _HANDLERS.get(args.command, _step)
+    keep_freed_memory()  # before the first large allocation; see transmri._allocator
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from transmri._allocator import keep_freed_memory
 from transmri.errors import ConfigError
 from transmri.training.callbacks import Callback, FitState
 from transmri.training.checkpoint import check_model_config, load_checkpoint, set_rng_state
@@ -250,6 +251,7 @@ class Learner(LearnerPlots):
         Returns:
             The learner, with the best epoch's weights restored.
         """
+        keep_freed_memory()  # no per-step page faults for the large activations
         views = resolve_pretext(pretext, model_type=self.config.model_type)
         cfg = FitConfig(
             epochs=epochs,

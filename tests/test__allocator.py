@@ -1,0 +1,63 @@
+"""Tests of transmri._allocator: glibc thresholds raised once, respected opt-outs, fewer faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="the allocator setting applies to glibc on Linux only",
+)
+
+# Allocate and free a 64 MiB tensor 20 times; count minor page faults (torch, not
+# numpy: numpy asks for transparent huge pages, which hide the churn).
+_CHILD = """
+import json, resource, sys
+import torch
+from transmri._allocator import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "raise" else None
+again = keep_freed_memory() if sys.argv[1] == "raise" else None
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(16 * 2**20).sum()
+start = faults()
+for _ in range(20):
+    torch.ones(16 * 2**20).sum()
+print(json.dumps({"applied": applied, "again": again, "faults": faults() - start}))
+"""
+
+
+def _run(mode: str, **env: str) -> dict[str, object]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "TRANSMRI_MALLOC"))
+    }
+    clean.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode], env=clean, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_raised_thresholds_stop_the_page_faults_of_a_reused_buffer() -> None:
+    default = _run("keep")
+    raised = _run("raise")
+    assert raised["applied"] is True and raised["again"] is True
+    # 20 x 64 MiB through mmap fault in every page (~16k faults each time);
+    # with the freed memory kept, most reuses fault nothing (measured 5x fewer).
+    assert int(default["faults"]) > 100_000  # type: ignore[call-overload]
+    assert int(raised["faults"]) < int(default["faults"]) / 3  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"TRANSMRI_MALLOC": "default"}, {"MALLOC_MMAP_THRESHOLD_": "131072"}],
+    ids=["opt-out", "user-policy"],
+)
+def test_an_explicit_policy_is_left_alone(env: dict[str, str]) -> None:
+    assert _run("raise", **env)["applied"] is False
