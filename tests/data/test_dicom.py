@@ -164,6 +164,16 @@ def test_cache_hit_and_source_untouched(series_dir: Path, tmp_path: Path) -> Non
     ]
 
 
+def test_an_incomplete_entry_is_rebuilt(series_dir: Path, tmp_path: Path) -> None:
+    folder = _copy_slices(series_dir, tmp_path / "in", [1, 2, 3])[0].parent
+    first = convert_dicom_series(folder, cache_dir=tmp_path / "cache")
+    first.sidecar_path.unlink()  # e.g. removed by hand
+    again = convert_dicom_series(folder, cache_dir=tmp_path / "cache")
+    assert not again.cached and again.sidecar_path.is_file()
+    assert again.sidecar["SourceFiles"] == 3
+    assert nib.load(again.nifti).shape == (3, 256, 256)
+
+
 def test_cache_key_follows_the_content(series_dir: Path, tmp_path: Path) -> None:
     a = _copy_slices(series_dir, tmp_path / "a", [1, 2, 3, 4])
     b = _copy_slices(series_dir, tmp_path / "b", [1, 2, 3, 4])

@@ -250,11 +250,18 @@ def _geometry(f: Path, ds: Any) -> tuple[np.ndarray, np.ndarray]:
     return orientation, position
 
 
+def _pixels(f: Path, ds: Any) -> tuple[int, int]:
+    try:
+        return int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError):
+        raise DataFormatError(f"{f}: no Rows/Columns; cannot size the slice") from None
+
+
 def _check_slices(folder: Path, chosen: list[tuple[Path, Any]]) -> tuple[list[int], np.ndarray]:
     """Order the slices along the normal; refuse gaps, duplicates and uneven spacing."""
     first_f, first = chosen[0]
     orientation0, _ = _geometry(first_f, first)
-    shape0 = (int(first.Rows), int(first.Columns))
+    shape0 = _pixels(first_f, first)
     positions = []
     for f, ds in chosen:
         orientation, position = _geometry(f, ds)
@@ -263,7 +270,7 @@ def _check_slices(folder: Path, chosen: list[tuple[Path, Any]]) -> tuple[list[in
                 f"{f}: slice orientation {orientation.round(4).tolist()} differs from "
                 f"{first_f.name}'s {orientation0.round(4).tolist()}; expected one stack"
             )
-        if (int(ds.Rows), int(ds.Columns)) != shape0:
+        if _pixels(f, ds) != shape0:
             raise DataFormatError(
                 f"{f}: slice of {int(ds.Rows)}x{int(ds.Columns)} pixels, but "
                 f"{first_f.name} has {shape0[0]}x{shape0[1]}"
@@ -519,8 +526,9 @@ def convert_dicom_series(
         ``SeriesDescription``, ``ProtocolName``, ``MagneticFieldStrength``,
         ``RepetitionTime``/``EchoTime`` (s), ``VoxelSize`` (mm),
         ``SeriesInstanceUID``, ``ConversionSoftware`` and its version,
-        ``SourceFolder`` and ``SourceFiles``, plus dcm2niix's own fields
-        when it converted.
+        ``SourceFolder`` (the folder it was first converted from; the same
+        files elsewhere share the entry) and ``SourceFiles``, plus
+        dcm2niix's own fields when it converted.
 
     Raises:
         DataFormatError: as :func:`read_dicom_series`, or the converter did
@@ -561,7 +569,7 @@ def convert_dicom_series(
                 "SliceSpacing": round(series.spacing, 6),
                 "ConversionSoftware": converter,
                 "ConversionSoftwareVersion": version,
-                "SourceFolder": str(series.folder.absolute()),
+                "SourceFolder": str(series.folder.resolve()),
                 "SourceFiles": len(series.files),
                 "SourceSha256": key,
             }
@@ -570,6 +578,8 @@ def convert_dicom_series(
         final.mkdir()
         os.replace(produced, final / "scan.nii.gz")
         atomic_write_json(final / "scan.json", sidecar)
+        if entry.exists() and not (nifti.is_file() and sidecar_path.is_file()):
+            shutil.rmtree(entry)  # an incomplete entry (files deleted by hand)
         try:
             os.replace(final, entry)
         except OSError:
