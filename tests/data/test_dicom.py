@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transmri.data import ScanTable, load_nifti, read_grid
+from transmri.data import PreprocessConfig, ScanTable, load_nifti, preprocess_scan, read_grid
 from transmri.data import dicom as dicom_module
 from transmri.data.dicom import convert_dicom_series, read_dicom_series
 from transmri.errors import DataFormatError
@@ -210,7 +210,9 @@ def test_load_nifti_and_scan_table_accept_a_series_folder(
     assert data.shape == (176, 256, 256) and data.dtype == np.float32
     assert data.max() == 1579.0
     assert read_grid(series_dir) == (data.shape, pytest.approx(affine))
-    assert len(list((tmp_path / "cache").rglob("scan.nii.gz"))) == 1
+    volume = preprocess_scan(series_dir, None, PreprocessConfig(target_shape=(16, 16, 16)))
+    assert volume.shape == (16, 16, 16) and np.isfinite(volume).all()
+    assert len(list((tmp_path / "cache").rglob("scan.nii.gz"))) == 1  # converted once
 
 
 def test_scan_table_refuses_a_folder_as_mask_or_an_empty_folder(tmp_path: Path) -> None:
