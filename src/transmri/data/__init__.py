@@ -1,6 +1,7 @@
 """From scan files to model-ready batches: table, I/O, preprocessing, cache, splits.
 
 The stages, in data-flow order: :class:`ScanTable` (one row per scan) ->
+(:func:`convert_dicom_series` for a DICOM series folder) ->
 :func:`load_nifti` / :func:`preprocess_scan` -> :class:`VolumeCache` ->
 :func:`train_val_test_split` / :func:`kfold_splits` -> :class:`MRIDataset`
 (+ :func:`build_augmentation` on the training split) -> :class:`DataBunch`.
@@ -15,6 +16,12 @@ from transmri.data.augment import (
 from transmri.data.cache import VolumeCache
 from transmri.data.databunch import DataBunch
 from transmri.data.dataset import MRIDataset, infer_target_classes
+from transmri.data.dicom import (
+    DicomConversion,
+    DicomSeries,
+    convert_dicom_series,
+    read_dicom_series,
+)
 from transmri.data.io import load_mask, load_nifti, read_grid
 from transmri.data.preprocess import PreprocessConfig, preprocess_scan
 from transmri.data.split import (
@@ -31,6 +38,8 @@ __all__ = [
     "AugmentConfig",
     "Augmentation",
     "DataBunch",
+    "DicomConversion",
+    "DicomSeries",
     "MRIDataset",
     "PreprocessConfig",
     "ScanTable",
@@ -39,11 +48,13 @@ __all__ = [
     "balanced_subsample",
     "build_augmentation",
     "check_leakage",
+    "convert_dicom_series",
     "infer_target_classes",
     "kfold_splits",
     "load_mask",
     "load_nifti",
     "preprocess_scan",
+    "read_dicom_series",
     "read_grid",
     "train_val_test_split",
 ]

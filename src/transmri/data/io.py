@@ -7,6 +7,10 @@ truncated gzip, a header that claims more voxels than the file holds, a 2D or
 4D image, NaN/Inf voxels, an all-zero scan, an empty mask and a mask on
 another voxel grid than its scan.
 
+A scan path may also be a folder holding one DICOM series: it is converted
+once into the DICOM cache (:func:`transmri.data.dicom.convert_dicom_series`,
+``$TRANSMRI_DICOM_CACHE``) and the cached NIfTI is read.
+
 Example:
     >>> data, affine = load_nifti("sub-01_T1w.nii.gz")  # doctest: +SKIP
     >>> mask = load_mask("sub-01_mask.nii.gz", like="sub-01_T1w.nii.gz")  # doctest: +SKIP
@@ -133,14 +137,28 @@ def _check_finite(p: Path, data: np.ndarray, nan_policy: str, what: str) -> np.n
     )
 
 
+def _scan_file(path: PathLike, what: str) -> PathLike:
+    """A DICOM series folder's cached NIfTI (converted on first use); a file as it is."""
+    if not os.path.isdir(path):
+        return path
+    if not any(not name.startswith(".") for name in os.listdir(path)):
+        raise IsADirectoryError(
+            f"{Path(path)}: expected a {what}, found a directory with no files (a folder "
+            f"must hold one DICOM series)"
+        )
+    from transmri.data.dicom import convert_dicom_series
+
+    return convert_dicom_series(path).nifti
+
+
 def read_grid(path: PathLike, *, what: str = "scan") -> Grid:
     """Read only the header: the 3D shape and the 4x4 affine.
 
     Cheap (no voxel data is decoded), so tables can report input shapes
-    without loading scans.
+    without loading scans; a DICOM folder is converted first (once, cached).
 
     Args:
-        path: a ``.nii`` or ``.nii.gz`` file.
+        path: a ``.nii`` or ``.nii.gz`` file, or a DICOM series folder.
         what: what the file is, used in messages (``"scan"``, ``"mask"``).
 
     Returns:
@@ -148,11 +166,12 @@ def read_grid(path: PathLike, *, what: str = "scan") -> Grid:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        IsADirectoryError: the path is a folder.
+        IsADirectoryError: the path is an empty folder.
         DataFormatError: the file is empty, not NIfTI, not 3D, or its header
-            claims more data than the file holds.
+            claims more data than the file holds; a folder that is not one
+            DICOM series.
     """
-    p, img = _open(path, what)
+    p, img = _open(_scan_file(path, what), what)
     shape = _squeeze_to_3d(p, tuple(int(s) for s in img.shape))
     return shape, np.asarray(img.affine, dtype=np.float64)
 
@@ -166,7 +185,8 @@ def load_nifti(
     dimension (shape ``(X, Y, Z, 1)``) is squeezed.
 
     Args:
-        path: a ``.nii`` or ``.nii.gz`` file.
+        path: a ``.nii`` or ``.nii.gz`` file, or a folder holding one DICOM
+            series (converted once into the DICOM cache, then read from it).
         what: what the file is, used in messages.
         nan_policy: ``"error"`` raises on NaN/Inf voxels (naming how many);
             ``"zero"`` sets them to 0.
@@ -177,10 +197,12 @@ def load_nifti(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        IsADirectoryError: the path is a folder.
+        IsADirectoryError: the path is an empty folder.
         DataFormatError: empty file, not NIfTI, truncated gzip, header larger
             than the file, not 3D, NaN/Inf voxels, or an all-zero image. The
-            message starts with the file's path.
+            message starts with the file's path. For a folder, also what
+            :func:`transmri.data.dicom.read_dicom_series` refuses (not
+            DICOM, several series, missing slices, ...), naming the folder.
 
     Example:
         >>> data, affine = load_nifti("scan.nii.gz")  # doctest: +SKIP
@@ -188,7 +210,7 @@ def load_nifti(
         (dtype('float32'), 3)
     """
     check_choice("nan_policy", nan_policy, ("error", "zero"))
-    p, img = _open(path, what)
+    p, img = _open(_scan_file(path, what), what)
     data = _check_finite(p, _read_voxels(p, img), nan_policy, what)
     if not data.any():
         raise DataFormatError(

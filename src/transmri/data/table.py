@@ -6,7 +6,9 @@ training) is shared.
 
 Columns of ``ScanTable.frame``:
 
-- ``path``: absolute path of the scan (str).
+- ``path``: absolute path of the scan (str): a NIfTI file, or a folder
+  holding one DICOM series (converted and cached when loaded, see
+  :mod:`transmri.data.dicom`).
 - ``subject``: subject identifier (str); several scans may share a subject.
 - ``label``: class label (str) or ``<NA>`` for an unlabelled scan.
 - ``mask``: absolute path of a per-scan brain mask (str) or ``<NA>``.
@@ -103,7 +105,8 @@ class ScanTable:
                 before ``keep_labels``.
             keep_labels: keep only rows with these labels; the others are
                 recorded in ``skipped``. Every label named here must occur.
-            check_files: check that every scan and mask file exists.
+            check_files: check that every scan and mask file exists (a scan
+                may be a non-empty folder: one DICOM series).
             source: name of the table's origin, used in error messages.
 
         Raises:
@@ -142,10 +145,13 @@ class ScanTable:
                         raise DataFormatError(
                             f"{where}, row {row}, column '{col}': file not found: {p}"
                         )
-                    if p.is_dir():
+                    if p.is_dir() and (col != path_col or not any(p.iterdir())):
+                        # A scan may be a DICOM series folder (converted when
+                        # loaded); a mask may not, nor may an empty folder.
+                        what = "a file" if col != path_col else "a file or a DICOM series folder"
                         raise DataFormatError(
-                            f"{where}, row {row}, column '{col}': expected a file, "
-                            f"found a directory: {p}"
+                            f"{where}, row {row}, column '{col}': expected {what}, "
+                            f"found {'an empty' if col == path_col else 'a'} directory: {p}"
                         )
                 out.append(str(p.absolute()))
             return out
