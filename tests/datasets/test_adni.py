@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import write_nifti
+from transmri.data import load_nifti
 from transmri.datasets import get_adni
 from transmri.errors import DataFormatError
 
@@ -223,3 +225,30 @@ def test_warning_points_at_the_callers_line(adni: Path) -> None:
     with pytest.warns(UserWarning) as record:
         get_adni(adni)
     assert record[0].filename == __file__
+
+
+DICOM_SERIES = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dicom_t1" / "t1_mprage"
+)
+
+
+def test_dicom_download_rows_point_at_the_image_id_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not (DICOM_SERIES / "00001.dcm").exists():
+        pytest.skip(
+            f"real DICOM series not found at {DICOM_SERIES} (needs ../shared/data/dicom_t1)"
+        )
+    monkeypatch.setenv("TRANSMRI_DICOM_CACHE", str(tmp_path / "cache"))
+    series = tmp_path / "dl" / "ADNI" / "002_S_0295" / "MPRAGE" / "2006-04-18_08_20_30.0" / "I45108"
+    series.mkdir(parents=True)
+    for n in (1, 2, 3):
+        shutil.copy(DICOM_SERIES / f"{n:05d}.dcm", series / f"ADNI_002_S_0295_MR_MPRAGE_{n}.dcm")
+    pd.DataFrame([collection_row("I45108", "002_S_0295", "AD", "MPRAGE")]).to_csv(
+        tmp_path / "dl" / "collection.csv", index=False
+    )
+    table = get_adni(tmp_path / "dl", labels=None)
+    assert table.paths == [str(series)]
+    assert table.frame["image_id"].tolist() == ["I45108"]
+    data, _ = load_nifti(table.paths[0])
+    assert data.shape == (3, 256, 256)

@@ -82,21 +82,29 @@ def normalise_image_id(value: str) -> str:
 def list_archive_scans(
     archive: Path, *, study: str
 ) -> tuple[list[ArchiveScan], list[tuple[str, str]]]:
-    """Every NIfTI under ``archive`` in the expected layout, and what was skipped.
+    """Every scan under ``archive`` in the expected layout, and what was skipped.
+
+    A scan is a NIfTI file, or (a DICOM download) the image-id folder holding
+    the ``.dcm`` slices of one series, which :func:`transmri.data.load_nifti`
+    converts on first read.
 
     Raises:
-        DataFormatError: no NIfTI at all, or one image id in several files.
+        DataFormatError: no NIfTI or DICOM at all, or one image id in several files.
     """
     scans: list[ArchiveScan] = []
     skipped: list[tuple[str, str]] = []
-    files = sorted(p for p in archive.rglob("*") if _NIFTI.search(p.name) and p.is_file())
+    files = [p for p in archive.rglob("*") if _NIFTI.search(p.name) and p.is_file()]
+    dicom_folders = {p.parent for p in archive.rglob("*.dcm") if p.is_file()}
+    files = sorted([*files, *dicom_folders])
     if not files:
         raise DataFormatError(
-            f"{archive}: no .nii/.nii.gz files found; expected "
-            f"{study}/<subject>/<description>/<date>/<image id>/*.nii[.gz]"
+            f"{archive}: no .nii/.nii.gz files found (nor a .dcm series); expected "
+            f"{study}/<subject>/<description>/<date>/<image id>/*.nii[.gz] (or *.dcm)"
         )
     for path in files:
         parts = path.relative_to(archive).parts
+        if path in dicom_folders:
+            parts = (*parts, "")  # the folder stands where a NIfTI file would
         if len(parts) != 5:
             skipped.append(
                 (
