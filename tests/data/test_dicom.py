@@ -20,6 +20,7 @@ import pytest
 
 from transmri.data import PreprocessConfig, ScanTable, load_nifti, preprocess_scan, read_grid
 from transmri.data import dicom as dicom_module
+from transmri.data.cache import VolumeCache
 from transmri.data.dicom import convert_dicom_series, read_dicom_series
 from transmri.errors import DataFormatError
 
@@ -213,6 +214,20 @@ def test_load_nifti_and_scan_table_accept_a_series_folder(
     volume = preprocess_scan(series_dir, None, PreprocessConfig(target_shape=(16, 16, 16)))
     assert volume.shape == (16, 16, 16) and np.isfinite(volume).all()
     assert len(list((tmp_path / "cache").rglob("scan.nii.gz"))) == 1  # converted once
+
+
+def test_volume_cache_keys_a_series_folder_by_its_content(
+    series_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRANSMRI_DICOM_CACHE", str(tmp_path / "dcache"))
+    copy = tmp_path / "copy"
+    _copy_slices(series_dir, copy, list(range(1, 177)))
+    cache = VolumeCache(tmp_path / "vcache", PreprocessConfig(target_shape=(16, 16, 16)))
+    volume = cache.get(series_dir)
+    assert volume.shape == (16, 16, 16) and np.isfinite(volume).all()
+    assert cache.key(copy) == cache.key(series_dir)  # same files, same entry
+    _edit(copy / "00088.dcm", SeriesDescription="edited")
+    assert cache.key(copy) != cache.key(series_dir)  # one slice changed, a new entry
 
 
 def test_scan_table_refuses_a_folder_as_mask_or_an_empty_folder(tmp_path: Path) -> None:

@@ -94,8 +94,20 @@ def _file_sha256(path: PathLike, *, what: str) -> str:
         check_existing_file(path, what=what)
         raise
     if stat.S_ISDIR(st.st_mode):
+        if what == "scan" and any(os.scandir(path)):
+            return _folder_sha256(Path(path))
         check_existing_file(path, what=what)
     return _sha256_memo(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def _folder_sha256(folder: Path) -> str:
+    """A DICOM series folder's key: the names and contents of its visible files."""
+    digest = hashlib.sha256()
+    for entry in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        st = entry.stat()
+        digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(_sha256_memo(str(entry.absolute()), st.st_size, st.st_mtime_ns).encode())
+    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
