@@ -157,7 +157,15 @@ def _reconstruction_summary(path: Path) -> str:
     )
 
 
-def _summary_section(run_dir: Path) -> str:
+def _owner(run: Mapping[str, Any]) -> str:
+    """Which model the folder's own history, metrics and predictions belong to."""
+    kind = run.get("kind")
+    if kind == "experiment":
+        return "the fine-tuned classifier (fine-tuning step)"
+    return f"this {kind} run" if kind else "this run"
+
+
+def _summary_section(run_dir: Path, *, owner: str = "this run") -> str:
     comparison = run_dir / "comparison.csv"
     metrics = run_dir / "metrics_test.json"
     reconstruction = run_dir / "reconstruction_test.json"
@@ -166,7 +174,7 @@ def _summary_section(run_dir: Path) -> str:
         parts.append(transfer_summary(comparison))
     if metrics.is_file():
         if parts:
-            parts.append("<h3>The trained model on the test split</h3>")
+            parts.append(f"<h3>The trained model on the test split: {escape(owner)}</h3>")
         parts.append(_test_summary(metrics))
     if reconstruction.is_file():
         parts.append(_reconstruction_summary(reconstruction))
@@ -267,14 +275,15 @@ def _render(run_dir: Path, title: str | None) -> str:
         else ""
     )
     made = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    owner = _owner(run)
     # The answer first, the evidence next, the bookkeeping last.
     sections = [
-        _summary_section(run_dir),
+        _summary_section(run_dir, owner=owner),
         comparison_section(run_dir),
-        metrics_section(run_dir),
-        history_section(run_dir),
-        embeddings_section(run_dir),
-        figures_section(run_dir),
+        metrics_section(run_dir, owner=owner),
+        history_section(run_dir, owner=owner),
+        embeddings_section(run_dir, owner=owner),
+        figures_section(run_dir, owner=owner),
         data_section(run_dir),
         _run_section(run, run_json, made),
     ]
