@@ -313,3 +313,22 @@ def test_single_model_summary_gives_headline_test_metrics(fake_run: Callable[...
     assert names == ["AUC", "balanced accuracy", "accuracy", "sensitivity", "specificity"]
     assert re.search(r"<td>AUC</td><td>0\.\d\d</td><td>\[0\.\d\d, [01]\.\d\d\]</td>", summary)
     assert "n=16 test scans: intervals are wide." in summary
+
+
+def test_experiment_figures_say_which_run_they_show(fake_run: Callable[..., Path]) -> None:
+    run = fake_run()
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "kind": "experiment"}))
+    (run / "figures" / "sample_scan.png").rename(run / "figures" / "pretraining_curves.png")
+    page = build_report(run).read_text()
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert (
+        "Pretraining run (pretrain/history.csv): training curves of the source model "
+        "(pretraining_curves.png)" in captions
+    )
+    assert (
+        "Training curves of the fine-tuned classifier (fine-tuning step) (history.csv)" in captions
+    )
+    assert "ROC, test, the fine-tuned classifier (fine-tuning step)" in captions
+    assert any(c.startswith("Transfer comparison (comparison.csv), every method") for c in captions)
+    assert "The trained model on the test split: the fine-tuned classifier" in page
