@@ -115,7 +115,8 @@ def test_outputs_summary_figures_and_report(bench: Bench) -> None:
     assert {"auc_mean", "auc_low", "auc_high", "balanced_accuracy_mean"} <= set(summary.columns)
     assert (bench.out / "figures" / "learning_curve_auc.png").stat().st_size > 1000
     differences = pd.read_csv(bench.out / "differences.csv")
-    assert set(differences["reference"]) == {"scratch", "ridge"}
+    baselines = {"scratch", "ridge", "regional_random"} & set(bench.config.methods)
+    assert set(differences["reference"]) == baselines and "regional_random" in baselines
     run = json.loads((bench.out / "run.json").read_text())
     assert run["kind"] == "transfer"
     assert run["config"]["transfer"] == bench.config.to_dict()

@@ -408,7 +408,7 @@ def _differences_block(run_dir: Path, frame: pd.DataFrame) -> str:
         present = set(frame["method"].astype(str))
         parts = [
             paired_differences(frame, reference=r)
-            for r in ("scratch", "ridge")
+            for r in ("scratch", "ridge", "regional_random")
             if r in present and {"auc", "balanced_accuracy"} <= set(frame.columns)
         ]
         parts = [p for p in parts if not p.empty]

@@ -19,7 +19,7 @@ Output folder::
       comparison.csv      method, n_train, repeat, auc, balanced_accuracy, accuracy,
                           converged, seconds, n_test, test_subjects_hash, n_fit, n_val, notes
       summary.csv         mean and 95% t-interval over repeats per method and N
-      differences.csv     paired differences against scratch / ridge per N
+      differences.csv     paired differences against scratch / ridge / regional_random per N
       figures/learning_curve_<metric>.png
       runs/<method>/n<N>_r<r>/   each method run's own folder (Learner runs)
 
@@ -409,7 +409,7 @@ def _finish(out: Path, frame: pd.DataFrame, config: TransferConfig) -> TransferR
     paths = {"comparison": _write_frame(out / "comparison.csv", frame[list(COMPARISON_COLUMNS)])}
     summary = summarize_comparison(frame, metrics=list(_SUMMARY_METRICS))
     paths["summary"] = _write_frame(out / "summary.csv", summary)
-    references = [m for m in ("scratch", "ridge") if m in set(frame["method"])]
+    references = [m for m in ("scratch", "ridge", "regional_random") if m in set(frame["method"])]
     parts = [paired_differences(frame, reference=r) for r in references]
     differences = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     paths["differences"] = _write_frame(out / "differences.csv", differences)
