@@ -332,3 +332,14 @@ def test_experiment_figures_say_which_run_they_show(fake_run: Callable[..., Path
     assert "ROC, test, the fine-tuned classifier (fine-tuning step)" in captions
     assert any(c.startswith("Transfer comparison (comparison.csv), every method") for c in captions)
     assert "The trained model on the test split: the fine-tuned classifier" in page
+
+
+def test_equal_outcomes_are_said_once(fake_run: Callable[..., Path]) -> None:
+    run = fake_run(complete=False)
+    comparison_rows(
+        {"finetune": [0.9], "scratch": [0.5], "ridge": [0.6], "regional_random": [0.7]}
+    ).to_csv(run / "comparison.csv", index=False)
+    [text] = sentences(summary_of(build_report(run).read_text()))
+    assert text.endswith(
+        "finetune: no difference from scratch, ridge or the random-weight control can be claimed."
+    )

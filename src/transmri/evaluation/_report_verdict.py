@@ -95,11 +95,16 @@ def _rank_key(estimate: _Estimate) -> float:
 
 
 def _against(best: str, reference: str, metric: str, differences: pd.DataFrame) -> tuple[str, str]:
-    """The paired difference of ``best`` against one baseline: ``(evidence, outcome)``."""
+    """The paired difference of ``best`` against one baseline.
+
+    Returns:
+        ``(evidence, outcome)``; the outcome is a template whose ``{}`` takes
+        the baseline's name, so that equal outcomes can be said once.
+    """
     name = _BASELINE_NAMES[reference]
     found = differences[(differences["method"] == best) & (differences["reference"] == reference)]
     if found.empty or int(found.iloc[0]["n_pairs"]) == 0:
-        return f"vs {name}: no paired repeats", f"not compared with {name} (no paired repeats)"
+        return f"vs {name}: no paired repeats", "not compared with {} (no paired repeats)"
     row = found.iloc[0]
     diff = float(row[f"{metric}_diff"])
     low, high = clip_interval(
@@ -107,18 +112,31 @@ def _against(best: str, reference: str, metric: str, differences: pd.DataFrame) 
     )
     pairs = int(row["n_pairs"])
     if math.isnan(diff):
-        return f"vs {name}: undefined", f"no comparison with {name} possible"
+        return f"vs {name}: undefined", "no comparison with {} possible"
     if math.isnan(low) or math.isnan(high):
         return (
             f"vs {name} {diff:+.2f} (one paired repeat, no interval)",
-            f"no difference from {name} can be claimed",
+            "no difference from {} can be claimed",
         )
     evidence = f"vs {name} {diff:+.2f} [{low:+.2f}, {high:+.2f}] over {pairs} paired repeats"
     if low > 0:
-        return evidence, f"better than {name}"
+        return evidence, "better than {}"
     if high < 0:
-        return evidence, f"worse than {name}"
-    return evidence, f"no clear difference from {name} (the paired interval includes 0)"
+        return evidence, "worse than {}"
+    return evidence, "no clear difference from {} (the paired interval includes 0)"
+
+
+def _said_once(outcomes: Sequence[tuple[str, str]]) -> list[str]:
+    """``[(template, name), ...]`` as phrases, one per template: "better than scratch or ridge"."""
+    grouped: dict[str, list[str]] = {}
+    for template, name in outcomes:
+        grouped.setdefault(template, []).append(name)
+    phrases = []
+    for template, names in grouped.items():
+        joiner = " and " if template.startswith(("better", "worse")) else " or "
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + joiner + names[-1]
+        phrases.append(template.format(listed))
+    return phrases
 
 
 def _verdict(
@@ -155,11 +173,12 @@ def _verdict(
             head + "; no scratch, ridge or random-weight row to compare it with",
             "no comparison with a baseline is possible.",
         )
-    evidence, outcomes = [], []
+    evidence, found = [], []
     for reference in references:
-        text, outcome = _against(best.method, reference, metric, differences)
+        text, template = _against(best.method, reference, metric, differences)
         evidence.append(text)
-        outcomes.append(outcome)
+        found.append((template, _BASELINE_NAMES[reference]))
+    outcomes = _said_once(found)
     if "scratch" not in present:
         outcomes.append("not compared with training from scratch: this run has no scratch row")
     return (
