@@ -189,3 +189,27 @@ def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(OSError, match="disk full"):
         _files.save_figure(fig, tmp_path / "out.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_gives_proportions_wilson_and_counts_no_interval() -> None:
+    frame = comparison_frame().assign(
+        converged=[True, True, False] * 4, n_test=18, auc=lambda f: f["auc"] + 0.29
+    )
+    summary = summarize_comparison(frame, metrics=["auc", "converged", "n_test"])
+    row = summary[(summary.method == "transfer") & (summary.n_train == 20)].iloc[0]
+    assert row["converged_mean"] == pytest.approx(2 / 3)
+    # Wilson 95% interval of 2 of 3, inside [0, 1] (a t-interval gives [-0.77, 2.10])
+    assert (row["converged_low"], row["converged_high"]) == pytest.approx(
+        (0.2077, 0.9385), abs=1e-3
+    )
+    assert row["n_test_mean"] == 18 and np.isnan(row["n_test_low"]) and np.isnan(row["n_test_high"])
+    assert row["auc_high"] == 1.0  # 1.01 +- ...: clipped to the range of AUC
+
+
+def test_one_training_size_gives_a_dot_plot_not_a_line() -> None:
+    frame = comparison_frame()
+    fig = plot_learning_curve(frame[frame.n_train == 10], metric="auc", title="Transfer comparison")
+    ax = fig.axes[0]
+    assert not [line for line in ax.get_lines() if len(line.get_xdata()) > 1]  # no line drawn
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["scratch", "transfer"]
+    assert ax.get_title().startswith("Transfer comparison\nauc at N=10 (one training size")

@@ -115,7 +115,8 @@ def test_outputs_summary_figures_and_report(bench: Bench) -> None:
     assert {"auc_mean", "auc_low", "auc_high", "balanced_accuracy_mean"} <= set(summary.columns)
     assert (bench.out / "figures" / "learning_curve_auc.png").stat().st_size > 1000
     differences = pd.read_csv(bench.out / "differences.csv")
-    assert set(differences["reference"]) == {"scratch", "ridge"}
+    baselines = {"scratch", "ridge", "regional_random"} & set(bench.config.methods)
+    assert set(differences["reference"]) == baselines and "regional_random" in baselines
     run = json.loads((bench.out / "run.json").read_text())
     assert run["kind"] == "transfer"
     assert run["config"]["transfer"] == bench.config.to_dict()
@@ -297,6 +298,22 @@ def test_paired_differences_pairs_by_repeat() -> None:
     assert row["auc_diff"] == pytest.approx(0.4 / 3)
     assert row["auc_low"] < row["auc_diff"] < row["auc_high"]
     assert row["auc_wins"] == 1.0 and row["balanced_accuracy_diff"] == 0.0
+
+
+def test_paired_differences_are_clipped_to_the_range_of_a_difference() -> None:
+    # differences of +1.0, +0.1: the t-interval runs from -5 to +6, a difference of AUC in [-1, 1]
+    frame = pd.DataFrame(
+        {
+            "method": ["scratch"] * 2 + ["finetune"] * 2,
+            "n_train": [10] * 4,
+            "repeat": [0, 1] * 2,
+            "auc": [0.0, 0.5, 1.0, 0.6],
+            "balanced_accuracy": [0.5] * 4,
+        }
+    )
+    row = paired_differences(frame, reference="scratch").iloc[0]
+    assert row["auc_diff"] == pytest.approx(0.55)
+    assert (row["auc_low"], row["auc_high"]) == (-1.0, 1.0)
 
 
 def test_paired_differences_pool_runs_on_several_test_sets() -> None:

@@ -23,6 +23,12 @@ from matplotlib.figure import Figure
 
 from transmri.errors import DataFormatError
 from transmri.evaluation._files import FIGURE_DPI
+from transmri.evaluation.intervals import (
+    COUNT_COLUMNS,
+    PROPORTION_COLUMNS,
+    clip_interval,
+    difference_range,
+)
 from transmri.evaluation.metrics import (
     MetricsReport,
     classification_metrics,
@@ -38,6 +44,7 @@ from transmri.evaluation.plots import (
     plot_tsne,
     summarize_comparison,
 )
+from transmri.evaluation.transfer import paired_differences
 
 __all__ = [
     "SPLIT_ORDER",
@@ -47,6 +54,7 @@ __all__ = [
     "data_section",
     "embeddings_section",
     "escape",
+    "figure_caption",
     "figure_html",
     "figure_png",
     "figures_section",
@@ -161,6 +169,24 @@ def caption(path: Path) -> str:
     return text[:1].upper() + text[1:]
 
 
+#: Figures a run folder may hold, by file-name pattern: which run they show.
+_FIGURE_OWNERS = (
+    (r"pretrain\w*", "Pretraining run (pretrain/history.csv): training curves of the source model"),
+    (r"learning_curve_(\w+)", "Transfer comparison (comparison.csv), every method: {0}"),
+    (r"finetune\w*", "Fine-tuning run: {name}"),
+)
+
+
+def figure_caption(path: Path, *, owner: str = "this run") -> str:
+    """A figure's caption that says which run it shows (pretraining, comparison, ...)."""
+    name = caption(path)
+    for pattern, text in _FIGURE_OWNERS:
+        match = re.fullmatch(pattern, path.stem)
+        if match:
+            return text.format(*match.groups(), name=name) + f" ({path.name})"
+    return f"{name}, {owner} ({path.name})"
+
+
 def section(anchor: str, heading: str, body: str) -> str:
     return f'<section id="{escape(anchor)}"><h2>{escape(heading)}</h2>{body}</section>'
 
@@ -178,14 +204,16 @@ def data_section(run_dir: Path) -> str:
     return section("data", "Data", "".join(parts))
 
 
-def history_section(run_dir: Path) -> str:
+def history_section(run_dir: Path, *, owner: str = "this run") -> str:
     path = run_dir / "history.csv"
     if not path.is_file():
         return section("history", "Training", absent("No history.csv: curves are not shown."))
     history = read_csv(path)
     if history.empty:
         return section("history", "Training", absent("history.csv has no rows."))
-    body = figure_html(figure_png(plot_history(history)), "Training curves (history.csv)")
+    body = figure_html(
+        figure_png(plot_history(history)), f"Training curves of {owner} (history.csv)"
+    )
     body += "<h3>Last epoch</h3>" + frame_table(history.tail(1))
     return section("history", "Training", body)
 
@@ -247,7 +275,7 @@ def _reconstruction_block(path: Path) -> str:
     )
 
 
-def metrics_section(run_dir: Path) -> str:
+def metrics_section(run_dir: Path, *, owner: str = "this run") -> str:
     splits = sorted(
         set(split_names(run_dir, "metrics_{split}.json"))
         | set(split_names(run_dir, "predictions_{split}.csv"))
@@ -263,7 +291,7 @@ def metrics_section(run_dir: Path) -> str:
     figures = run_dir / "figures"
     parts = []
     for split in splits:
-        parts.append(f"<h3>Split: {escape(split)}</h3>")
+        parts.append(f"<h3>Split: {escape(split)} ({escape(owner)})</h3>")
         metrics_path = run_dir / f"metrics_{split}.json"
         predictions_path = run_dir / f"predictions_{split}.csv"
         reconstruction_path = run_dir / f"reconstruction_{split}.json"
@@ -299,13 +327,15 @@ def metrics_section(run_dir: Path) -> str:
                 y * len(classes) + proba.argmax(1), minlength=len(classes) ** 2
             ).reshape(len(classes), -1)
             fig = plot_confusion_matrix(cm, classes)
-            parts.append(figure_html(figure_png(fig), f"Confusion matrix, {split}"))
+            parts.append(figure_html(figure_png(fig), f"Confusion matrix, {split}, {owner}"))
         if not (figures / f"roc_{split}.png").is_file():
-            parts.append(figure_html(figure_png(plot_roc(labels, proba, classes)), f"ROC, {split}"))
+            parts.append(
+                figure_html(figure_png(plot_roc(labels, proba, classes)), f"ROC, {split}, {owner}")
+            )
     return section("metrics", "Results", "".join(parts))
 
 
-def embeddings_section(run_dir: Path) -> str:
+def embeddings_section(run_dir: Path, *, owner: str = "this run") -> str:
     splits = split_names(run_dir, "embeddings_{split}.csv")
     if not splits:
         return section(
@@ -330,13 +360,19 @@ def embeddings_section(run_dir: Path) -> str:
         labels = frame["label"].fillna("unlabelled").astype(str).to_numpy()
         parts.append(f"<h3>Split: {escape(split)} ({len(frame)} codes of size {len(columns)})</h3>")
         if not (figures / f"tsne_{split}.png").is_file():
-            parts.append(figure_html(figure_png(plot_tsne(codes, labels)), f"t-SNE, {split}"))
+            parts.append(
+                figure_html(
+                    figure_png(plot_tsne(codes, labels)), f"t-SNE, {split}, codes of {owner}"
+                )
+            )
         if not (figures / f"pca_{split}.png").is_file():
-            parts.append(figure_html(figure_png(plot_pca(codes, labels)), f"PCA, {split}"))
+            parts.append(
+                figure_html(figure_png(plot_pca(codes, labels)), f"PCA, {split}, codes of {owner}")
+            )
     return section("embeddings", "Latent space", "".join(parts))
 
 
-def figures_section(run_dir: Path) -> str:
+def figures_section(run_dir: Path, *, owner: str = "this run") -> str:
     folder = run_dir / "figures"
     files = sorted(folder.glob("*.png")) if folder.is_dir() else []
     parts = []
@@ -345,10 +381,68 @@ def figures_section(run_dir: Path) -> str:
         if not png.startswith(_PNG_SIGNATURE):
             parts.append(f'<p class="note">{escape(file.name)}: not a PNG file, skipped.</p>')
             continue
-        parts.append(figure_html(png, caption(file)))
+        parts.append(figure_html(png, figure_caption(file, owner=owner)))
     if not parts:
         parts.append(absent("No PNG files in figures/."))
     return section("figures", "Figures", "".join(parts))
+
+
+def _summary_cell(metric: str, mean: float, low: float, high: float, n: int) -> str:
+    """A summary value as its kind asks: a count as "k of n", a size without an interval."""
+    if math.isnan(mean):
+        return "n/a"
+    if metric in PROPORTION_COLUMNS:
+        return f"{round(mean * n)} of {n}"
+    if metric in COUNT_COLUMNS:
+        return f"{mean:g}" if float(mean).is_integer() else f"{mean:.1f} (mean)"
+    interval = "" if math.isnan(low) or math.isnan(high) else f" [{low:.3f}, {high:.3f}]"
+    return f"{mean:.3f}{interval}"
+
+
+def _differences_block(run_dir: Path, frame: pd.DataFrame) -> str:
+    """Paired differences as written to differences.csv (or computed when it is absent)."""
+    path = run_dir / "differences.csv"
+    if path.is_file() and path.stat().st_size > 1:
+        differences, source = read_csv(path), escape(path.name)
+    else:
+        present = set(frame["method"].astype(str))
+        parts = [
+            paired_differences(frame, reference=r)
+            for r in ("scratch", "ridge", "regional_random")
+            if r in present and {"auc", "balanced_accuracy"} <= set(frame.columns)
+        ]
+        parts = [p for p in parts if not p.empty]
+        if not parts:
+            return absent("No differences.csv and no scratch or ridge rows: no paired differences.")
+        differences, source = pd.concat(parts, ignore_index=True), "computed from comparison.csv"
+    metrics = [c[: -len("_diff")] for c in differences.columns if c.endswith("_diff")]
+    rows = []
+    for values in differences.to_dict(orient="records"):
+        cells: list[object] = [
+            values.get("method"), values.get("reference"), values.get("n_train"),
+            values.get("n_pairs"),
+        ]  # fmt: skip
+        for m in metrics:
+            diff = float(values[f"{m}_diff"])
+            low, high = clip_interval(
+                float(values.get(f"{m}_low", math.nan)),
+                float(values.get(f"{m}_high", math.nan)),
+                difference_range(m),
+            )
+            interval = "" if math.isnan(low) or math.isnan(high) else f" [{low:+.3f}, {high:+.3f}]"
+            shown = "n/a" if math.isnan(diff) else f"{diff:+.3f}{interval}"
+            wins = values.get(f"{m}_wins")
+            pairs = values.get("n_pairs")
+            if isinstance(wins, float) and not math.isnan(wins) and isinstance(pairs, int | float):
+                shown += f" (higher in {round(wins * pairs)} of {int(pairs)})"
+            cells.append(shown)
+        rows.append(cells)
+    return (
+        f"<h3>Paired differences ({source})</h3><p>Method minus reference within each repeat "
+        "(same training and test subjects), mean over repeats with a 95% t-interval, clipped "
+        "to the range a difference can take.</p>"
+        + table(["method", "reference", "N train", "pairs", *metrics], rows)
+    )
 
 
 def comparison_section(run_dir: Path) -> str:
@@ -364,19 +458,31 @@ def comparison_section(run_dir: Path) -> str:
     metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
     rows = []
     for values in summary.to_dict(orient="records"):
-        cells: list[object] = [values["method"], values["n_train"], values["n_repeats"]]
+        n = int(values["n_repeats"])
+        cells: list[object] = [values["method"], values["n_train"], n]
         for m in metrics:
-            mean, low, high = values[f"{m}_mean"], values[f"{m}_low"], values[f"{m}_high"]
-            interval = "" if math.isnan(low) else f" [{low:.3f}, {high:.3f}]"
-            cells.append(f"{mean:.3f}{interval}")
+            cells.append(
+                _summary_cell(m, values[f"{m}_mean"], values[f"{m}_low"], values[f"{m}_high"], n)
+            )
         rows.append(cells)
     body = ""
+    one_size = frame["n_train"].nunique() == 1 if "n_train" in frame.columns else False
     for metric in ("auc", "balanced_accuracy"):
         if metric in frame.columns:
-            fig = plot_learning_curve(frame, metric=metric)
-            body += figure_html(figure_png(fig), f"Learning curve: {metric} against training scans")
+            fig = plot_learning_curve(frame, metric=metric, title="Transfer comparison")
+            shown = (
+                f"Transfer comparison ({path.name}), every method: {metric} at one training "
+                "size (dot plot: one dot per method, bar = 95% interval over repeats)"
+                if one_size
+                else f"Transfer comparison ({path.name}), every method: learning curve of "
+                f"{metric} against training scans"
+            )
+            body += figure_html(figure_png(fig), shown)
     body += (
         f"<h3>Every metric</h3><p>From {escape(path.name)}: mean over repeats with a 95% "
-        "t-interval of the mean.</p>" + table(["method", "N train", "repeats", *metrics], rows)
+        "t-interval of the mean (clipped to [0, 1] for scores); a proportion such as "
+        "converged as a count of repeats; counts and sizes (n_test, n_fit, n_val) without an "
+        "interval.</p>" + table(["method", "N train", "repeats", *metrics], rows)
     )
+    body += _differences_block(run_dir, frame)
     return section("comparison", "Transfer comparison", body)

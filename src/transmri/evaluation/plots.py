@@ -26,11 +26,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy import stats
 
 from transmri._validation import check_fraction, check_positive_int
 from transmri.errors import DataFormatError
 from transmri.evaluation._files import save_figure
+from transmri.evaluation.intervals import (
+    COUNT_COLUMNS,
+    PROPORTION_COLUMNS,
+    as_flags,
+    mean_interval,
+    wilson_interval,
+)
 from transmri.evaluation.metrics import encode_labels
 
 __all__ = [
@@ -496,7 +502,13 @@ def show_sample(volume: Any, *, title: str | None = None, path: PathLike | None 
 def summarize_comparison(
     frame: pd.DataFrame, *, metrics: Sequence[str] | None = None, ci: float = 0.95
 ) -> pd.DataFrame:
-    """Mean and t-interval of each metric across repeats, per method and training size.
+    """Mean and interval of each metric across repeats, per method and training size.
+
+    A score gets a Student t interval of its mean, clipped to the score's
+    range (AUC stays in [0, 1]); a proportion such as ``converged`` gets the
+    share of repeats with a Wilson interval; a count or size (``n_test``,
+    ``n_fit``, ``n_val``) gets its mean and no interval (see
+    :mod:`~transmri.evaluation.intervals`).
 
     Args:
         frame: Transfer benchmark rows: ``method, n_train, repeat`` and metric columns.
@@ -505,7 +517,7 @@ def summarize_comparison(
 
     Returns:
         One row per ``(method, n_train)``: ``n_repeats`` and ``<m>_mean, <m>_low,
-        <m>_high`` per metric (``nan`` interval for a single repeat).
+        <m>_high`` per metric (``nan`` interval for a single repeat and for counts).
 
     Raises:
         DataFormatError: A required column is missing.
@@ -526,12 +538,17 @@ def summarize_comparison(
     for (method, n_train), group in frame.groupby(["method", "n_train"], sort=True):
         row: dict[str, Any] = {"method": method, "n_train": n_train, "n_repeats": len(group)}
         for m in metrics:
-            values = pd.to_numeric(group[m], errors="coerce").dropna().to_numpy(dtype=float)
-            mean = float(values.mean()) if values.size else float("nan")
             low = high = float("nan")
-            if values.size > 1:
-                half = stats.t.ppf(0.5 + ci / 2, values.size - 1) * stats.sem(values)
-                low, high = mean - half, mean + half
+            if m in PROPORTION_COLUMNS:
+                flags = as_flags(group[m].dropna().tolist())
+                mean = sum(flags) / len(flags) if flags else float("nan")
+                low, high = wilson_interval(sum(flags), len(flags), ci=ci)
+            elif m in COUNT_COLUMNS:
+                values = pd.to_numeric(group[m], errors="coerce").dropna()
+                mean = float(values.mean()) if len(values) else float("nan")
+            else:
+                values = pd.to_numeric(group[m], errors="coerce")
+                mean, low, high = mean_interval(values.to_numpy(dtype=float), metric=m, ci=ci)
             row.update({f"{m}_mean": mean, f"{m}_low": low, f"{m}_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -542,17 +559,21 @@ def plot_learning_curve(
     *,
     metric: str = "auc",
     ci: float = 0.95,
+    title: str | None = None,
     path: PathLike | None = None,
 ) -> Figure:
     """Metric against the number of training scans, one line per method.
 
-    Lines are the mean across repeats; the band is the ``ci`` t-interval of
-    that mean (see :func:`summarize_comparison`).
+    Lines are the mean across repeats; the band is the ``ci`` interval of
+    that mean (see :func:`summarize_comparison`). With a single training size
+    there is no curve to draw: each method is then one dot with its interval
+    as an error bar (a dot plot), methods along the x axis.
 
     Args:
         frame: Columns ``method, n_train, repeat, <metric>``.
         metric: The column to plot.
         ci: Coverage of the band.
+        title: What the figure shows (which run); prefixed to the default title.
         path: Save the figure there as a PNG.
     """
     summary = summarize_comparison(frame, metrics=[metric], ci=ci)
@@ -560,23 +581,48 @@ def plot_learning_curve(
         raise DataFormatError("comparison: expected at least one row, got none")
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.subplots()
-    for i, (method, group) in enumerate(summary.groupby("method", sort=True)):
-        group = group.sort_values("n_train")
-        colour = f"C{i % 10}"
-        ax.plot(
-            group["n_train"], group[f"{metric}_mean"], marker="o", color=colour, label=str(method)
-        )
-        ax.fill_between(
-            group["n_train"],
-            group[f"{metric}_low"],
-            group[f"{metric}_high"],
-            color=colour,
-            alpha=0.2,
-            linewidth=0,
-        )
-    ax.set_xlabel("training scans (N)")
+    sizes = sorted(summary["n_train"].unique())
+    if len(sizes) == 1:
+        _dot_plot(ax, summary, metric)
+        heading = f"{metric} at N={sizes[0]} (one training size: no curve)"
+    else:
+        for i, (method, group) in enumerate(summary.groupby("method", sort=True)):
+            group = group.sort_values("n_train")
+            colour = f"C{i % 10}"
+            ax.plot(
+                group["n_train"],
+                group[f"{metric}_mean"],
+                marker="o",
+                color=colour,
+                label=str(method),
+            )
+            ax.fill_between(
+                group["n_train"],
+                group[f"{metric}_low"],
+                group[f"{metric}_high"],
+                color=colour,
+                alpha=0.2,
+                linewidth=0,
+            )
+        ax.set_xlabel("training scans (N)")
+        ax.legend(fontsize=8)
+        heading = f"{metric}: mean and {ci:.0%} interval over repeats"
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean and {ci:.0%} interval over repeats", fontsize=10)
+    ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     return _finish(fig, path)
+
+
+def _dot_plot(ax: Axes, summary: pd.DataFrame, metric: str) -> None:
+    """One dot per method with its interval as an error bar (no line between methods)."""
+    summary = summary.sort_values("method").reset_index(drop=True)
+    means = summary[f"{metric}_mean"].to_numpy(dtype=float)
+    lows = summary[f"{metric}_low"].to_numpy(dtype=float)
+    highs = summary[f"{metric}_high"].to_numpy(dtype=float)
+    for i, (mean, low, high) in enumerate(zip(means, lows, highs)):
+        has_interval = not (math.isnan(low) or math.isnan(high))
+        err = [[mean - low], [high - mean]] if has_interval else None
+        ax.errorbar([i], [mean], yerr=err, fmt="o", color=f"C{i % 10}", capsize=4)
+    ax.set_xticks(range(len(summary)), [str(m) for m in summary["method"]], rotation=30)
+    ax.set_xlim(-0.6, len(summary) - 0.4)
+    ax.set_xlabel("method")

@@ -9,9 +9,12 @@ appears when its files exist and says plainly when they do not.
 The page answers the question first. Its top holds the title, a banner when
 the data are synthetic, one line of provenance and a **Summary**: for a
 transfer benchmark (``comparison.csv``) one small table per training size
-with each method's mean AUC, its 95% interval over repeats and the number
-of repeats, the best mean in bold, and one sentence that names a winner only
-when the intervals do not overlap; for a single model the headline test
+with each method's mean AUC, its 95% interval over repeats (clipped to
+[0, 1]) and the number of repeats, the best mean in bold, and one sentence
+giving the paired difference of the best transfer method against scratch,
+ridge and the random-weight control, decided by whether that paired interval
+excludes 0 (with a note when the best was picked among several methods; see
+:mod:`~transmri.evaluation._report_verdict`); for a single model the headline test
 metrics with their intervals. Then come the learning curve, the metrics,
 training curves, confusion matrices and ROC, projections, figures and data
 statistics; run metadata and the configuration come last, collapsed in
@@ -49,12 +52,9 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from transmri._validation import check_existing_dir, check_existing_file
 from transmri.errors import DataFormatError
@@ -69,38 +69,21 @@ from transmri.evaluation._report_sections import (
     flatten,
     history_section,
     metrics_section,
-    read_csv,
     read_json,
     section,
     table,
 )
+from transmri.evaluation._report_verdict import (
+    METRIC_NAMES,
+    SMALL_TEST_SET,
+    notes_html,
+    transfer_summary,
+)
 from transmri.evaluation.metrics import read_metrics
-from transmri.evaluation.plots import summarize_comparison
 
 __all__ = ["build_report"]
 
-#: Below this many test scans the summary warns that intervals are wide.
-_SMALL_TEST_SET = 30
-#: The metric the summary compares methods on, first one found in ``comparison.csv``.
-_SUMMARY_METRICS = ("auc", "balanced_accuracy", "accuracy")
 _HEADLINE_METRICS = ("auc", "balanced_accuracy", "accuracy", "sensitivity", "specificity")
-_METRIC_NAMES = {
-    "auc": "AUC",
-    "balanced_accuracy": "balanced accuracy",
-    "accuracy": "accuracy",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-    "f1": "F1",
-}
-_METHOD_NAMES = {
-    "finetune": "fine-tuning the pretrained encoder",
-    "scratch": "training from scratch",
-    "linear_probe": "a linear probe on the frozen encoder",
-    "regional_probe": "a regional linear probe on the frozen encoder",
-    "regional_random": "a regional linear probe on a random encoder",
-    "ridge": "a ridge classifier on voxels",
-}
-_REFERENCE_METHOD = "scratch"
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.2em auto;
@@ -137,163 +120,6 @@ details > summary { cursor: pointer; font-weight: 600; }
 """
 
 
-@dataclass(frozen=True)
-class _Estimate:
-    """One method's mean metric at one training size, with its interval over repeats."""
-
-    method: str
-    mean: float
-    low: float
-    high: float
-    n_repeats: int
-
-    @property
-    def has_interval(self) -> bool:
-        return not (math.isnan(self.low) or math.isnan(self.high))
-
-    def text(self) -> str:
-        if math.isnan(self.mean):
-            return "n/a"
-        if not self.has_interval:
-            return f"{self.mean:.2f} (no interval)"
-        return f"{self.mean:.2f} [{self.low:.2f}, {self.high:.2f}]"
-
-
-def _method_name(method: str) -> str:
-    return _METHOD_NAMES.get(method, f"method '{method}'")
-
-
-def _rank_key(estimate: _Estimate) -> float:
-    return -estimate.mean if not math.isnan(estimate.mean) else math.inf
-
-
-def _verdict(n_train: object, metric: str, estimates: Sequence[_Estimate]) -> tuple[str, str]:
-    """One plain sentence comparing the best method with training from scratch.
-
-    Without a ``scratch`` method the two best means are compared. A winner is
-    named only when both have intervals and the intervals do not overlap.
-
-    Returns:
-        The sentence as ``(evidence, conclusion)``, to be joined by ": ".
-    """
-    label = _METRIC_NAMES.get(metric, metric)
-    ranked = sorted(estimates, key=_rank_key)
-    if len(ranked) == 1:
-        only = ranked[0]
-        return (
-            f"At N={n_train}, only {_method_name(only.method)} was run: {label} {only.text()}",
-            "nothing to compare it with.",
-        )
-    reference = next((e for e in ranked if e.method == _REFERENCE_METHOD), ranked[1])
-    challenger = next(e for e in ranked if e is not reference)
-    head = (
-        f"At N={n_train}, {_method_name(challenger.method)}: {label} {challenger.text()} "
-        f"vs {_method_name(reference.method)} {reference.text()}"
-    )
-    difference = challenger.mean - reference.mean
-    if math.isnan(difference):
-        return f"{head} ({label} undefined for one of them)", "no comparison possible."
-    head += f" (difference {difference:+.2f}; "
-    if not (challenger.has_interval and reference.has_interval):
-        return head + "one repeat gives no interval)", "no clear difference can be claimed."
-    if challenger.low <= reference.high and reference.low <= challenger.high:
-        return head + "intervals overlap)", "no clear difference."
-    winner = challenger if difference > 0 else reference
-    return head + "intervals do not overlap)", f"{_method_name(winner.method)} does better."
-
-
-def _summary_table(n_train: object, metric: str, estimates: Sequence[_Estimate]) -> str:
-    ranked = sorted(estimates, key=_rank_key)
-    best = ranked[0].mean
-    rows = []
-    for e in ranked:
-        is_best = not math.isnan(best) and e.mean == best
-        method = escape(e.method)
-        hint = _METHOD_NAMES.get(e.method)
-        if is_best:
-            method, value = f"<strong>{method}</strong>", f"<strong>{escape(e.text())}</strong>"
-        else:
-            value = escape(e.text())
-        if hint:
-            method += f'<br><span class="hint">{escape(hint)}</span>'
-        row_class = ' class="best"' if is_best else ""
-        rows.append(
-            f"<tr{row_class}><td>{method}</td>"
-            f'<td class="num">{value}</td><td class="num">{e.n_repeats}</td></tr>'
-        )
-    label = escape(_METRIC_NAMES.get(metric, metric))
-    return (
-        f'<table class="summary"><caption>N = {escape(n_train)} training scans</caption>'
-        f"<thead><tr><th>method</th><th>{label} [95% interval]</th><th>repeats</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _comparison_notes(frame: pd.DataFrame) -> list[str]:
-    notes = []
-    if "n_test" in frame.columns:
-        sizes = pd.to_numeric(frame["n_test"], errors="coerce").dropna()
-        if len(sizes) and sizes.min() < _SMALL_TEST_SET:
-            n = int(sizes.min())
-            notes.append(f"n={n} test scans: each score is noisy and intervals are wide.")
-    if "test_subjects_hash" in frame.columns and frame["test_subjects_hash"].nunique() == 1:
-        notes.append(
-            "Every repeat is scored on the same test scans: the intervals show the "
-            "variation of training, not of test-set sampling."
-        )
-    if "converged" in frame.columns:
-        failed = frame[frame["converged"].astype(str).str.lower().isin(["false", "0", "0.0"])]
-        for (method, n_train), group in failed.groupby(["method", "n_train"], sort=True):
-            total = int(((frame["method"] == method) & (frame["n_train"] == n_train)).sum())
-            notes.append(
-                f"{method} did not converge in {len(group)} of {total} repeat(s) at "
-                f"N={n_train} (see the notes column of comparison.csv)."
-            )
-    return notes
-
-
-def _transfer_summary(path: Path) -> str:
-    frame = read_csv(path)
-    metric = next((m for m in _SUMMARY_METRICS if m in frame.columns), None)
-    if metric is None:
-        return absent(
-            f"{path.name} has none of the columns {list(_SUMMARY_METRICS)}: "
-            "no comparison to summarise."
-        )
-    summary = summarize_comparison(frame, metrics=[metric])
-    tables, verdicts = [], []
-    for n_train, group in summary.groupby("n_train", sort=True):
-        estimates = [
-            _Estimate(
-                method=str(row["method"]),
-                mean=float(row[f"{metric}_mean"]),
-                low=float(row[f"{metric}_low"]),
-                high=float(row[f"{metric}_high"]),
-                n_repeats=int(row["n_repeats"]),
-            )
-            for row in group.to_dict(orient="records")
-        ]
-        tables.append(_summary_table(n_train, metric, estimates))
-        verdicts.append(_verdict(n_train, metric, estimates))
-    notes = _comparison_notes(frame)
-    return (
-        f"<p>Transfer benchmark ({escape(path.name)}): mean {escape(_METRIC_NAMES[metric])} "
-        "over repeats with a 95% t-interval of the mean; best mean in bold.</p>"
-        '<ul class="verdicts">'
-        + "".join(f"<li>{escape(v)}: <strong>{escape(c)}</strong></li>" for v, c in verdicts)
-        + "</ul>"
-        + f'<div class="tables">{"".join(tables)}</div>'
-        + _notes_html(notes)
-    )
-
-
-def _notes_html(notes: Sequence[str]) -> str:
-    if not notes:
-        return ""
-    items = "".join(f'<li class="note">{escape(n)}</li>' for n in notes)
-    return f'<ul class="notes">{items}</ul>'
-
-
 def _test_summary(path: Path) -> str:
     report = read_metrics(path)
     names = [m for m in _HEADLINE_METRICS if m in report.point] or list(report.point)
@@ -304,15 +130,15 @@ def _test_summary(path: Path) -> str:
         interval = "n/a" if math.isnan(low) or math.isnan(high) else f"[{low:.2f}, {high:.2f}]"
         estimate = report.point[name]
         shown = "n/a" if math.isnan(estimate) else f"{estimate:.2f}"
-        rows.append([_METRIC_NAMES.get(name, name), shown, interval])
+        rows.append([METRIC_NAMES.get(name, name), shown, interval])
     notes = []
-    if report.n_samples < _SMALL_TEST_SET:
+    if report.n_samples < SMALL_TEST_SET:
         notes.append(f"n={report.n_samples} test scans: intervals are wide.")
     return (
         f"<p>Test split ({escape(path.name)}): {report.n_samples} scans of {report.n_groups} "
         f"subjects; {level} bootstrap intervals over subjects.</p>"
         + table(["metric", "estimate", f"{level} interval"], rows)
-        + _notes_html(notes)
+        + notes_html(notes)
     )
 
 
@@ -331,16 +157,24 @@ def _reconstruction_summary(path: Path) -> str:
     )
 
 
-def _summary_section(run_dir: Path) -> str:
+def _owner(run: Mapping[str, Any]) -> str:
+    """Which model the folder's own history, metrics and predictions belong to."""
+    kind = run.get("kind")
+    if kind == "experiment":
+        return "the fine-tuned classifier (fine-tuning step)"
+    return f"this {kind} run" if kind else "this run"
+
+
+def _summary_section(run_dir: Path, *, owner: str = "this run") -> str:
     comparison = run_dir / "comparison.csv"
     metrics = run_dir / "metrics_test.json"
     reconstruction = run_dir / "reconstruction_test.json"
     parts = []
     if comparison.is_file():
-        parts.append(_transfer_summary(comparison))
+        parts.append(transfer_summary(comparison))
     if metrics.is_file():
         if parts:
-            parts.append("<h3>The trained model on the test split</h3>")
+            parts.append(f"<h3>The trained model on the test split: {escape(owner)}</h3>")
         parts.append(_test_summary(metrics))
     if reconstruction.is_file():
         parts.append(_reconstruction_summary(reconstruction))
@@ -441,14 +275,15 @@ def _render(run_dir: Path, title: str | None) -> str:
         else ""
     )
     made = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    owner = _owner(run)
     # The answer first, the evidence next, the bookkeeping last.
     sections = [
-        _summary_section(run_dir),
+        _summary_section(run_dir, owner=owner),
         comparison_section(run_dir),
-        metrics_section(run_dir),
-        history_section(run_dir),
-        embeddings_section(run_dir),
-        figures_section(run_dir),
+        metrics_section(run_dir, owner=owner),
+        history_section(run_dir, owner=owner),
+        embeddings_section(run_dir, owner=owner),
+        figures_section(run_dir, owner=owner),
         data_section(run_dir),
         _run_section(run, run_json, made),
     ]

@@ -19,7 +19,7 @@ Output folder::
       comparison.csv      method, n_train, repeat, auc, balanced_accuracy, accuracy,
                           converged, seconds, n_test, test_subjects_hash, n_fit, n_val, notes
       summary.csv         mean and 95% t-interval over repeats per method and N
-      differences.csv     paired differences against scratch / ridge per N
+      differences.csv     paired differences against scratch / ridge / regional_random per N
       figures/learning_curve_<metric>.png
       runs/<method>/n<N>_r<r>/   each method run's own folder (Learner runs)
 
@@ -54,6 +54,7 @@ from transmri._version import __version__
 from transmri.data import DataBunch, PreprocessConfig, ScanTable, VolumeCache
 from transmri.errors import ConfigError, DataFormatError, OutputExistsError
 from transmri.evaluation._files import atomic_write_text
+from transmri.evaluation.intervals import clip_interval, difference_range
 from transmri.evaluation.metrics import classification_metrics
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
 from transmri.evaluation.transfer_methods import (
@@ -115,7 +116,8 @@ def paired_differences(
     The interval is a Student t interval of the mean difference over the
     pairs (``nan`` for one pair): it covers the variation between training
     draws (and between test sets, when several are pooled), not the sampling
-    of one fixed test set.
+    of one fixed test set. It is clipped to the range a difference of the
+    metric can take (``[-1, 1]`` for AUC).
 
     Returns:
         Columns ``method, reference, n_train, n_pairs`` and per metric
@@ -139,7 +141,8 @@ def paired_differences(
             row["n_pairs"] = int(d.size)
             mean = float(d.mean()) if d.size else math.nan
             half = stats.t.ppf(0.5 + ci / 2, d.size - 1) * stats.sem(d) if d.size > 1 else math.nan
-            row.update({f"{m}_diff": mean, f"{m}_low": mean - half, f"{m}_high": mean + half})
+            low, high = clip_interval(mean - half, mean + half, difference_range(m))
+            row.update({f"{m}_diff": mean, f"{m}_low": low, f"{m}_high": high})
             row[f"{m}_wins"] = float((d > 0).mean()) if d.size else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
@@ -406,7 +409,7 @@ def _finish(out: Path, frame: pd.DataFrame, config: TransferConfig) -> TransferR
     paths = {"comparison": _write_frame(out / "comparison.csv", frame[list(COMPARISON_COLUMNS)])}
     summary = summarize_comparison(frame, metrics=list(_SUMMARY_METRICS))
     paths["summary"] = _write_frame(out / "summary.csv", summary)
-    references = [m for m in ("scratch", "ridge") if m in set(frame["method"])]
+    references = [m for m in ("scratch", "ridge", "regional_random") if m in set(frame["method"])]
     parts = [paired_differences(frame, reference=r) for r in references]
     differences = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     paths["differences"] = _write_frame(out / "differences.csv", differences)
