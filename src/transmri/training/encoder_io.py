@@ -78,6 +78,7 @@ def save_encoder(
     source: str,
     training_subjects: Collection[str],
     metrics: Mapping[str, float] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``<path>.safetensors`` and its card ``<path>.json``; return the card's path.
 
@@ -91,6 +92,10 @@ def save_encoder(
         source: a description of the pretraining dataset.
         training_subjects: subjects the encoder saw during pretraining.
         metrics: a summary of the pretraining (e.g. best ``val_loss``).
+        provenance: for an imported encoder (the zoo), JSON-able facts about
+            its origin (source checkpoint and its sha256, licence, citation,
+            expected input, layer groups); written as the card's
+            ``provenance`` entry when given.
     """
     weights = _weights_path(Path(path))
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()}
@@ -111,6 +116,8 @@ def save_encoder(
         "sha256": digest,
         "save_id": save_id,
     }
+    if provenance is not None:
+        card["provenance"] = dict(provenance)
     return atomic_write_json(weights.with_suffix(".json"), card)
 
 
