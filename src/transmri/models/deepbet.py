@@ -20,8 +20,8 @@ Example:
     >>> import torch
     >>> DeepbetEncoder().code_shape((96, 96, 96))
     (128, 3, 3, 3)
-    >>> DeepbetNet()(torch.zeros(1, 1, 32, 32, 32)).shape
-    torch.Size([1, 2, 32, 32, 32])
+    >>> DeepbetNet()(torch.zeros(1, 1, 64, 64, 64)).shape
+    torch.Size([1, 2, 64, 64, 64])
 """
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ _STEPS = 5
 
 def _ceil_half(n: int) -> int:
     return math.ceil(n / 2)
+
+
+def _check_sizes(sizes: Sequence[int], where: str) -> None:
+    # Instance norm needs more than one voxel at the last stage (1/32 scale).
+    small = [int(s) for s in sizes if int(s) <= 2**_STEPS]
+    if small:
+        raise ValueError(
+            f"{where}: every input size must be at least {2**_STEPS + 1} voxels (instance "
+            f"norm needs more than one voxel at 1/{2**_STEPS} scale), got {tuple(sizes)}"
+        )
 
 
 def _norm(channels: int) -> nn.InstanceNorm3d:
@@ -94,7 +104,9 @@ class _UpBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, stride: int) -> None:
         super().__init__()
         mid = in_channels // 4
-        self.conv1 = nn.Sequential(nn.Conv3d(in_channels, mid, 1, bias=False), _norm(mid), nn.ReLU())
+        self.conv1 = nn.Sequential(
+            nn.Conv3d(in_channels, mid, 1, bias=False), _norm(mid), nn.ReLU()
+        )
         self.tp_conv = nn.Sequential(
             nn.ConvTranspose3d(
                 mid, mid, 3, stride=stride, padding=1, output_padding=stride - 1, bias=False
@@ -150,6 +162,7 @@ class DeepbetEncoder(nn.Module):
     def stages(self, x: Tensor) -> list[Tensor]:
         """The outputs of ``init`` and ``down0``-``down3``, earliest first."""
         check_input(x, steps=_STEPS, where=type(self).__name__)
+        _check_sizes(x.shape[2:], type(self).__name__)
         outs = [self.init(x)]
         for stage in (self.down0, self.down1, self.down2, self.down3):
             outs.append(stage(outs[-1]))
@@ -162,6 +175,7 @@ class DeepbetEncoder(nn.Module):
     def code_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         """``(128, d, h, w)`` for volumes of shape ``(D, H, W)``."""
         shape = check_input_shape(input_shape, steps=_STEPS, where=type(self).__name__)
+        _check_sizes(shape, type(self).__name__)
         return (self.out_channels, *level_sizes(shape, _STEPS, rule=_ceil_half)[-1])
 
     def layer_groups(self) -> list[nn.Module]:

@@ -333,7 +333,9 @@ def brain_mask(
     box = _bbox(mask_small, tuple(x.shape), 0.1)
     crop = x[box]
     with torch.no_grad():
-        prob = mask_net(_normalize(_resize(crop, tuple(int(s) for s in shape)), low, high)[None, None])
+        prob = mask_net(
+            _normalize(_resize(crop, tuple(int(s) for s in shape)), low, high)[None, None]
+        )
     crop_mask = _resize(prob[0, 1], tuple(crop.shape)).numpy() > threshold
     from scipy import ndimage
 
