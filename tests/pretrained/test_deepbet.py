@@ -43,7 +43,7 @@ def test_card_round_trips_with_provenance(imported: Path) -> None:
     prov = card["provenance"]
     assert prov["source_sha256"] == DEEPBET_SHA256["model"]
     assert prov["licence"] == "MIT"
-    assert "7,837 T1w scans from 191 OpenNeuro datasets" == prov["trained_on"]
+    assert prov["trained_on"] == "7,837 T1w scans from 191 OpenNeuro datasets"
     assert "Computers in Biology and Medicine" in prov["citation"]
     assert "0.5-99.5 %" in prov["expected_input"]["intensity"]
     assert prov["layer_groups"] == ["init", "down0", "down1", "down2", "down3"]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from transmri.cli._encoder import run_encoder
 from transmri.cli._parser import build_parser
 
 __all__ = ["main"]
@@ -100,7 +101,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_HANDLERS = {"run": _run, "report": _report, "demo": _demo}
+_HANDLERS = {"run": _run, "report": _report, "demo": _demo, "encoder": run_encoder}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,7 +69,7 @@ def _provenance(which: str, source_file: Path, digest: str) -> dict[str, Any]:
         "task": "brain extraction (2-class voxel segmentation)",
         "licence": "MIT",
         "citation": (
-            "Fisch L, Zumdick S, Barkhau C, et al. deepbet: Fast brain extraction of "
+            "Fisch L, et al. deepbet: Fast brain extraction of "
             "T1-weighted MRI using Convolutional Neural Networks. Computers in Biology "
             "and Medicine, 2024."
         ),
@@ -79,7 +79,7 @@ def _provenance(which: str, source_file: Path, digest: str) -> dict[str, Any]:
                 "any: deepbet resizes the brain's box (nearest-exact) to 256^3 "
                 "(128^3 for bbox), whatever the spacing"
             ),
-            "shape": "multiples of 32 for the whole network; >= 32 per axis for the encoder",
+            "shape": "multiples of 32 for the whole network; >= 33 per axis for the encoder",
             "intensity": (
                 "clip to the 0.5-99.5 % quantiles (of a 128^3 nearest-exact resize), "
                 "scale to [0, 1], standardise, then 0.226 * x + 0.449"
