@@ -69,17 +69,18 @@ def run_encoder(args: argparse.Namespace) -> int:
     if args.encoder_action == "import":
         from transmri.pretrained.zoo import import_encoder
 
-        card = import_encoder(_zoo_name(args.kind), Path(args.out), source=args.source)
-        print(f"wrote {card} and {card.with_suffix('.safetensors')}")
+        card_file = import_encoder(_zoo_name(args.kind), Path(args.out), source=args.source)
+        print(f"wrote {card_file} and {card_file.with_suffix('.safetensors')}")
         return 0
     from transmri.training.encoder_io import load_encoder
 
     encoder, card = load_encoder(args.path)
     card.pop("training_subjects", None)
+    groups = getattr(encoder, "layer_groups", None)
     summary = {
         "architecture": card.get("architecture"),
         "parameters": sum(p.numel() for p in encoder.parameters()),
-        "layer_groups": len(encoder.layer_groups()) if hasattr(encoder, "layer_groups") else None,
+        "layer_groups": len(groups()) if callable(groups) else None,
         **{k: v for k, v in card.items() if k not in ("architecture", "load_report")},
     }
     print(json.dumps(summary, indent=2))

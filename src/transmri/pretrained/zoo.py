@@ -43,5 +43,7 @@ def import_encoder(
         raise ConfigError(f"encoder zoo: unknown name {name!r}; expected one of {sorted(ZOO)}")
     from transmri.pretrained.deepbet import import_deepbet
 
-    which = "bbox" if name == "deepbet-bbox" else "model"
-    return import_deepbet(out_dir, which, source=None if source is None else str(source))
+    src = None if source is None else str(source)
+    if name == "deepbet-bbox":
+        return import_deepbet(out_dir, "bbox", source=src)
+    return import_deepbet(out_dir, "model", source=src)
