@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,23 @@ def test_brain_mask_matches_ixi_masks(
     flip[0, 3] = img.shape[0] - 1
     flipped = brain_mask(np.asarray(img.get_fdata())[::-1], img.affine @ flip)
     assert 2 * (flipped[::-1] & mask).sum() / (flipped.sum() + mask.sum()) > 0.99
+
+
+def test_create_classifier_from_encoder_trains_with_a_warning(
+    imported: Path, make_cohort: Callable[..., Path], tmp_path: Path
+) -> None:
+    from transmri.data import DataBunch, PreprocessConfig, ScanTable
+    from transmri.training import create_classifier_from_encoder
+
+    csv = make_cohort(12, seed=0, folder="tgt")
+    table = ScanTable.from_csv(csv, mask_col="mask", label_col="label")
+    data = DataBunch(table, PreprocessConfig(target_shape=(40, 40, 40)), cache_dir=tmp_path / "c")
+    data.prepare(progress=False)
+    with pytest.warns(UserWarning, match=r"deepbet-model expects input .*0\.5-99\.5 %"):
+        learner = create_classifier_from_encoder(
+            data, imported, tmp_path / "ft", batch_size=4, progress=False
+        )
+    before = learner.model.encoder.init[0].weight.detach().clone()
+    learner.fit(1, 1e-3)
+    assert len(learner.history_) == 1
+    assert not torch.equal(learner.model.encoder.init[0].weight, before)
