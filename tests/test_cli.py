@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 COMMANDS = ("demo", "run", "prepare", "stats", "pretrain", "finetune", "evaluate", "embed",
-            "compare", "report")  # fmt: skip
+            "compare", "report", "encoder")  # fmt: skip
 
 #: Shrinks examples/synthetic.yaml to seconds: tiny cohorts at 8 mm, one epoch each.
 TINY = [

@@ -78,6 +78,7 @@ def test_registry_lists_every_name() -> None:
             "resnet10",
             "resnet18",
             "densenet121",
+            "deepbet_encoder",
         ]
     )
     assert build_model({"name": "mixed", "autoencoder": {"name": "srcae"}, "num_classes": 2})

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from transmri._allocator import keep_freed_memory
+from transmri.cli._encoder import run_encoder
 from transmri.cli._parser import build_parser
 
 __all__ = ["main"]
@@ -101,7 +102,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_HANDLERS = {"run": _run, "report": _report, "demo": _demo}
+_HANDLERS = {"run": _run, "report": _report, "demo": _demo, "encoder": run_encoder}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

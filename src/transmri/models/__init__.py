@@ -16,6 +16,7 @@ from transmri.models.backbones import (
 from transmri.models.cae import ConvAutoEncoder
 from transmri.models.classifier import EncoderClassifier, EncoderLoadResult
 from transmri.models.conv import ConvDecoder, ConvEncoder
+from transmri.models.deepbet import DeepbetEncoder, DeepbetNet, deepbet_encoder
 from transmri.models.features import feature_maps, regional_feature_size, regional_features
 from transmri.models.heads import ClassifierHead
 from transmri.models.multitask import MultiTaskAutoEncoder
@@ -31,6 +32,8 @@ __all__ = [
     "ConvAutoEncoder",
     "ConvDecoder",
     "ConvEncoder",
+    "DeepbetEncoder",
+    "DeepbetNet",
     "DenseNetEncoder",
     "Encoder",
     "EncoderClassifier",
@@ -46,6 +49,7 @@ __all__ = [
     "available_models",
     "build_model",
     "count_parameters",
+    "deepbet_encoder",
     "densenet121_encoder",
     "feature_maps",
     "kl_divergence",

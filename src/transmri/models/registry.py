@@ -20,6 +20,7 @@ from transmri.models.backbones import densenet121_encoder, resnet10_encoder, res
 from transmri.models.cae import ConvAutoEncoder
 from transmri.models.classifier import EncoderClassifier
 from transmri.models.conv import ConvEncoder
+from transmri.models.deepbet import deepbet_encoder
 from transmri.models.multitask import MultiTaskAutoEncoder
 from transmri.models.projection import ContrastiveModel
 from transmri.models.strided import StridedConvAutoEncoder, StridedEncoder
@@ -102,6 +103,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet10": resnet10_encoder,
     "resnet18": resnet18_encoder,
     "densenet121": densenet121_encoder,
+    "deepbet_encoder": deepbet_encoder,
 }
 
 

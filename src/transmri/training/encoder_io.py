@@ -78,6 +78,7 @@ def save_encoder(
     source: str,
     training_subjects: Collection[str],
     metrics: Mapping[str, float] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``<path>.safetensors`` and its card ``<path>.json``; return the card's path.
 
@@ -91,6 +92,10 @@ def save_encoder(
         source: a description of the pretraining dataset.
         training_subjects: subjects the encoder saw during pretraining.
         metrics: a summary of the pretraining (e.g. best ``val_loss``).
+        provenance: for an imported encoder (the zoo), JSON-able facts about
+            its origin (source checkpoint and its sha256, licence, citation,
+            expected input, layer groups); written as the card's
+            ``provenance`` entry when given.
     """
     weights = _weights_path(Path(path))
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.state_dict().items()}
@@ -111,6 +116,8 @@ def save_encoder(
         "sha256": digest,
         "save_id": save_id,
     }
+    if provenance is not None:
+        card["provenance"] = dict(provenance)
     return atomic_write_json(weights.with_suffix(".json"), card)
 
 
@@ -245,7 +252,11 @@ def check_compatibility(
     """Raise ``ConfigError`` naming every field where the target data differs from the card.
 
     Compares the input shape and every preprocessing field except the
-    dataset-specific mask file and NaN policy.
+    dataset-specific mask file and NaN policy. An encoder imported from the
+    zoo (a card with ``provenance``) was not trained through transmri's
+    preprocessing: its card states the input it expects in words, so a
+    difference is a ``UserWarning`` naming that expected input and the
+    data's, not an error.
 
     Raises:
         ConfigError: e.g. ``"target_shape: encoder (64, 64, 48), data (32, 32, 32)"``.
@@ -261,6 +272,16 @@ def check_compatibility(
         a, b = _plain(enc_pre.get(key)), _plain(preprocessing.get(key))
         if a != b:
             diffs.append(f"{key}: encoder {a}, data {b}")
+    provenance = card.get("provenance")
+    if diffs and isinstance(provenance, Mapping):
+        warnings.warn(
+            f"{where}: {provenance.get('zoo_name', 'imported encoder')} expects input "
+            f"{provenance.get('expected_input')}; the target data has input_shape "
+            f"{data_shape} and preprocessing {dict(preprocessing)}",
+            UserWarning,
+            stacklevel=2,
+        )
+        return
     if diffs:
         raise ConfigError(
             f"{where}: the target data is not prepared like the encoder's training data; "
