@@ -270,8 +270,10 @@ def transfer_curve(
     Args:
         target: the labelled target study.
         preprocessing: how its scans become volumes (must match the encoder's).
-        encoder: the pretrained encoder (card, weights or run folder), or
-            ``None`` (then only methods without an encoder can run).
+        encoder: the pretrained encoder (card, weights or run folder), a zoo
+            name such as ``deepbet`` (see :data:`transmri.pretrained.ZOO`;
+            converted on first use into the transmri cache), or ``None``
+            (then only methods without an encoder can run).
         out_dir: the benchmark folder; rerunning with it resumes.
         config: the settings (default :class:`TransferConfig()`).
         cache_dir: the volume cache (default ``out_dir/cache``).
@@ -301,6 +303,11 @@ def transfer_curve(
         )
     card: dict[str, Any] | None = None
     encoder_path = None if encoder is None else Path(encoder)
+    if encoder_path is not None and not encoder_path.exists():
+        from transmri.pretrained.zoo import resolve_encoder
+
+        # a zoo name (converted once into the transmri cache), or a precise error
+        encoder_path = resolve_encoder(os.fspath(encoder), where="encoder")
     splits = plan_splits(target, config)
     if encoder_path is not None:
         from transmri.training import load_encoder

@@ -154,6 +154,13 @@ def _build(cls: type, data: object, where: str) -> Any:
     for key in data:
         if key not in known:
             raise ConfigError(f"unknown key '{prefix}{key}'; expected one of {', '.join(known)}")
+    if cls is PretrainConfig and "encoder" in data and len(data) > 1:
+        others = [k for k in data if k != "encoder"]
+        raise ConfigError(
+            f"{prefix}encoder: starts from an existing encoder, so pretraining keys do not "
+            f"apply; remove {', '.join(f'{prefix}{k}' for k in others)} (or remove "
+            f"{prefix}encoder to pretrain)"
+        )
     values: dict[str, Any] = {}
     for name, value in data.items():
         nested = _NESTED.get((cls, name))
@@ -185,8 +192,15 @@ def experiment_from_dict(
         base_dir: folder that relative paths are relative to.
 
     Raises:
-        ConfigError: an unknown or missing key, or a bad value (the key path is named).
+        ConfigError: an unknown or missing key, or a bad value (the key path is
+            named); ``pretrain.encoder`` is neither a zoo name nor an encoder folder.
+        ImportError: ``pretrain.encoder`` is a zoo encoder whose package is not
+            installed (the message names the extra).
     """
     config: ExperimentConfig = _build(ExperimentConfig, data, "")
     object.__setattr__(config, "base_dir", os.fspath(Path(base_dir).absolute()))
+    if config.pretrain.encoder is not None:
+        from transmri.experiment.sources import check_encoder_source
+
+        check_encoder_source(config)
     return config

@@ -39,6 +39,7 @@ from transmri.experiment.folder import (
     write_bytes,
     write_text,
 )
+from transmri.experiment.sources import config_roles
 from transmri.experiment.state import ExperimentState
 
 if TYPE_CHECKING:
@@ -69,18 +70,26 @@ class Experiment(ExperimentState):
         from transmri.data import VolumeCache
 
         cache = VolumeCache(self.cache_dir, self.config.data.preprocessing)
-        built = sum(cache.fill(self.table(r), progress=self.progress) for r in ("source", "target"))
+        roles = config_roles(self.config)
+        built = sum(cache.fill(self.table(r), progress=self.progress) for r in roles)
         stats = self.stats()
         record_step(self.run_dir, "prepare", {"cached": built, "scans": int(stats["scans"].sum())})
         self.log(f"prepare: {built} volumes cached in {self.cache_dir}; data_stats.csv written")
         return built
 
     def pretrain(self) -> Path:
-        """Pretrain the autoencoder on the source; return the encoder card's path."""
+        """Pretrain the autoencoder on the source; return the encoder card's path.
+
+        With ``pretrain.encoder`` nothing is trained: the given encoder (a zoo
+        name is converted on first use) is checked and its card's provenance
+        recorded in ``run.json``.
+        """
         from transmri.evaluation import plot_history
         from transmri.training import create_autoencoder, create_contrastive, create_mixed
 
         self.open()
+        if self.config.pretrain.encoder is not None:
+            return self._use_given_encoder()
         p, m = self.config.pretrain, self.config.model
         data = self.source_data()
         arch: dict[str, Any] = {"channels": m.channels, "activation": m.activation, "norm": m.norm}
@@ -124,6 +133,29 @@ class Experiment(ExperimentState):
             f"pretrain: {len(learner.history_)} epochs on {len(data.train_ds)} scans -> {card}"
         )
         return card
+
+    def _use_given_encoder(self) -> Path:
+        from transmri.training import load_encoder
+
+        card_file = self.encoder_card
+        _, card = load_encoder(card_file)  # verifies the weights against the card's sha256
+        provenance = card.get("provenance")
+        record_step(
+            self.run_dir,
+            "pretrain",
+            {
+                "skipped": True,
+                "given": self.config.pretrain.encoder,
+                "encoder": str(card_file),
+                "encoder_sha256": card.get("sha256"),
+                "encoder_source": card.get("source"),
+                "architecture": card.get("architecture"),
+                "provenance": provenance,
+            },
+        )
+        name = (provenance or {}).get("zoo_name", card_file.parent.name)
+        self.log(f"pretrain: skipped; starting from encoder {name} ({card_file})")
+        return card_file
 
     def _classifier(self) -> Learner:
         from transmri.training import create_classifier_from_encoder

@@ -21,7 +21,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,9 @@ class DataConfig:
     """The ``data`` section: source (pretraining) and target (fine-tuning) cohorts.
 
     Attributes:
-        source: the large cohort the encoder is pretrained on.
         target: the small cohort it is fine-tuned on (labelled).
+        source: the large cohort the encoder is pretrained on (required
+            unless ``pretrain.encoder`` names an existing encoder; then unused).
         preprocessing: one :class:`~transmri.data.PreprocessConfig` for both
             cohorts (a pretrained encoder only fits data prepared the same way).
         cache_dir: the volume cache folder (default: ``cache`` in the run folder).
@@ -185,8 +186,8 @@ class DataConfig:
             still refuses a target test subject seen in pretraining).
     """
 
-    source: SourceConfig
     target: SourceConfig
+    source: SourceConfig | None = None
     preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
     cache_dir: str | None = None
     exclude_target: str = "all"
@@ -275,6 +276,12 @@ class PretrainConfig:
         val_size: fraction of source scans for validation.
         test_size: fraction of source scans held out for testing.
         augment: augmentation preset of the training split.
+        encoder: skip pretraining and start from this encoder: a zoo name
+            (``deepbet``, ``deepbet-bbox``; see ``transmri encoder list``),
+            converted on first use into the transmri cache, or a folder
+            holding ``encoder.safetensors`` + ``encoder.json`` (relative to
+            the experiment file). No other ``pretrain`` key may be given with
+            it, and ``data.source`` is then optional (and not used).
     """
 
     objective: str = "mixed"
@@ -291,8 +298,25 @@ class PretrainConfig:
     val_size: float = 0.1
     test_size: float = 0.1
     augment: str = "none"
+    encoder: str | None = None
 
     def __post_init__(self) -> None:
+        if self.encoder is not None:
+            if not isinstance(self.encoder, str) or not self.encoder.strip():
+                raise ConfigError(
+                    f"encoder: expected a zoo name (e.g. deepbet) or an encoder folder, "
+                    f"got {self.encoder!r}"
+                )
+            given = [
+                f.name
+                for f in fields(self)
+                if f.name != "encoder" and getattr(self, f.name) != f.default
+            ]
+            if given:
+                raise ConfigError(
+                    f"encoder: starts from an existing encoder, so pretraining keys do not "
+                    f"apply; remove {', '.join(given)} (or remove encoder to pretrain)"
+                )
         check_choice("objective", self.objective, _OBJECTIVES)
         if self.pretext is not None:
             check_choice("pretext", self.pretext, ("denoise", "inpaint"))
@@ -465,13 +489,22 @@ class ExperimentConfig:
             raise ConfigError(f"output: expected a folder path, got {self.output!r}")
         check_positive_int("seed", self.seed, minimum=0)
         _check_bool("synthetic", self.synthetic)
-        if self.data.source.adapter == self.data.target.adapter == "synthetic":
+        if self.pretrain.encoder is None and self.data.source is None:
+            raise ConfigError(
+                "missing key 'data.source' (the cohort to pretrain on; or give "
+                "pretrain.encoder to start from an existing encoder)"
+            )
+        source_adapter = "synthetic" if self.data.source is None else self.data.source.adapter
+        if source_adapter == self.data.target.adapter == "synthetic":
             object.__setattr__(self, "synthetic", True)
+        if self.pretrain.encoder is not None:
+            return
         if self.pretrain.objective == "vae" and self.model.arch != "vae":
             raise ConfigError(
                 f"pretrain.objective: 'vae' needs model.arch 'vae', got {self.model.arch!r}"
             )
         target = self.pretrain.contrastive_target
+        assert self.data.source is not None  # checked above
         if target is not None and target not in self.data.source.targets:
             raise ConfigError(
                 f"pretrain.contrastive_target: {target!r} must be one of "

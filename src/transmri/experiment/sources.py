@@ -18,10 +18,43 @@ from transmri.data import ScanTable
 from transmri.errors import DataFormatError
 from transmri.experiment.schema import ExperimentConfig, SourceConfig
 
-__all__ = ["PATH_OPTIONS", "check_source_paths", "load_cohort", "source_path"]
+__all__ = [
+    "PATH_OPTIONS",
+    "check_encoder_source",
+    "check_source_paths",
+    "config_roles",
+    "load_cohort",
+    "source_path",
+]
 
 #: Options holding a file or folder path, resolved against the experiment file's folder.
 PATH_OPTIONS: tuple[str, ...] = ("collection_csv", "mask", "demographics", "root")
+
+
+def config_roles(config: ExperimentConfig) -> tuple[str, ...]:
+    """The cohorts the experiment uses: ``("source", "target")``, or ``("target",)``.
+
+    With ``pretrain.encoder`` the source cohort is not used (even when given).
+    """
+    if config.pretrain.encoder is not None or config.data.source is None:
+        return ("target",)
+    return ("source", "target")
+
+
+def check_encoder_source(config: ExperimentConfig) -> None:
+    """Check ``pretrain.encoder`` (a zoo name or an encoder folder) without converting it.
+
+    Raises:
+        ConfigError: an unknown zoo name (the known ones are listed), or a
+            path that is not an encoder folder (the missing file is named).
+        ImportError: a zoo encoder whose package is missing (names the extra).
+    """
+    if config.pretrain.encoder is not None:
+        from transmri.pretrained.zoo import check_encoder_ref
+
+        check_encoder_ref(
+            config.pretrain.encoder, base_dir=config.base_dir, where="pretrain.encoder"
+        )
 
 
 def source_path(config: ExperimentConfig, role: str) -> Path:
@@ -37,7 +70,7 @@ def check_source_paths(config: ExperimentConfig) -> None:
     Raises:
         FileNotFoundError: naming the key and the path.
     """
-    for role in ("source", "target"):
+    for role in config_roles(config):
         source: SourceConfig = getattr(config.data, role)
         if source.adapter == "synthetic":
             continue

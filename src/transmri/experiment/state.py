@@ -25,7 +25,13 @@ from transmri.experiment.folder import (
     write_text,
 )
 from transmri.experiment.schema import ExperimentConfig
-from transmri.experiment.sources import check_source_paths, load_cohort, source_path
+from transmri.experiment.sources import (
+    check_encoder_source,
+    check_source_paths,
+    config_roles,
+    load_cohort,
+    source_path,
+)
 
 if TYPE_CHECKING:
     from transmri.data import DataBunch, ScanTable
@@ -66,13 +72,14 @@ class ExperimentState:
         self._tables: dict[str, ScanTable] = {}
         self._target_data: DataBunch | None = None
         self._finetuned: Learner | None = None
+        self._given_card: Path | None = None
 
     @staticmethod
     def _resolved(config: ExperimentConfig) -> ExperimentConfig:
         """The config with absolute data paths and output folder."""
         data = config.data
         sources = {}
-        for role in ("source", "target"):
+        for role in config_roles(config):
             source = getattr(data, role)
             sources[role] = dataclasses.replace(source, path=str(source_path(config, role)))
         cache = config.resolve(data.cache_dir) or config.run_dir / "cache"
@@ -88,6 +95,7 @@ class ExperimentState:
             OutputExistsError: the run folder holds another run.
         """
         check_source_paths(self.config)
+        check_encoder_source(self.config)
         check_run_folder(self.run_dir, self.identity, overwrite=self.overwrite)
 
     def open(self) -> Path:
@@ -210,7 +218,11 @@ class ExperimentState:
         """The source cohort split for pretraining."""
         from transmri.data import DataBunch
 
-        p = self.config.pretrain
+        p, source = self.config.pretrain, self.config.data.source
+        if source is None:
+            raise DataFormatError(
+                "data.source: not given (pretrain.encoder starts from an existing encoder)"
+            )
         return DataBunch(
             self.table("source"),
             self.config.data.preprocessing,
@@ -219,8 +231,8 @@ class ExperimentState:
             test_size=p.test_size,
             seed=self.config.seed,
             augment=p.augment,
-            targets=self.config.data.source.targets,
-            classes=self.config.data.source.labels if p.objective == "mixed" else None,
+            targets=source.targets,
+            classes=source.labels if p.objective == "mixed" else None,
         )
 
     def _learner_options(self, batch_size: int) -> dict[str, Any]:
@@ -228,8 +240,21 @@ class ExperimentState:
 
     @property
     def encoder_card(self) -> Path:
-        """The pretrained encoder's card (after ``pretrain``)."""
-        return self.run_dir / "pretrain" / "encoder.json"
+        """The pretrained encoder's card (after ``pretrain``; or ``pretrain.encoder``'s).
+
+        A zoo name in ``pretrain.encoder`` is converted on first use into the
+        transmri cache.
+        """
+        given = self.config.pretrain.encoder
+        if given is None:
+            return self.run_dir / "pretrain" / "encoder.json"
+        if self._given_card is None:
+            from transmri.pretrained.zoo import resolve_encoder
+
+            self._given_card = resolve_encoder(
+                given, base_dir=self.config.base_dir, where="pretrain.encoder"
+            )
+        return self._given_card
 
     def _require(self, path: Path, step: str) -> Path:
         if not path.is_file():
@@ -243,7 +268,9 @@ class ExperimentState:
         import pandas as pd
 
         rows = []
-        parts = {"source": self.source_data(), "target": self.target_data()}
+        parts = {"target": self.target_data()}
+        if self.config.data.source is not None and self.config.pretrain.encoder is None:
+            parts = {"source": self.source_data(), **parts}
         for cohort, data in parts.items():
             for split in ("train", "val", "test"):
                 frame = data.split_table(split).frame

@@ -12,15 +12,24 @@ from transmri.pretrained.deepbet import (
     import_deepbet,
     load_deepbet_network,
 )
-from transmri.pretrained.zoo import ZOO, import_encoder
+from transmri.pretrained.zoo import (
+    ENCODER_FILES,
+    ZOO,
+    check_encoder_ref,
+    import_encoder,
+    resolve_encoder,
+)
 
 __all__ = [
     "DEEPBET_SHA256",
+    "ENCODER_FILES",
     "ZOO",
     "brain_mask",
+    "check_encoder_ref",
     "deepbet_cache_dir",
     "deepbet_source_file",
     "import_deepbet",
     "import_encoder",
     "load_deepbet_network",
+    "resolve_encoder",
 ]

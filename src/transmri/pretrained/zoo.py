@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from transmri.errors import ConfigError
 
-__all__ = ["ZOO", "import_encoder"]
+__all__ = ["ENCODER_FILES", "ZOO", "check_encoder_ref", "import_encoder", "resolve_encoder"]
+
+#: The two files of an encoder folder (weights, then card).
+ENCODER_FILES: tuple[str, ...] = ("encoder.safetensors", "encoder.json")
 
 #: Zoo names and what each is.
 ZOO: dict[str, str] = {
@@ -47,3 +51,83 @@ def import_encoder(
     if name == "deepbet-bbox":
         return import_deepbet(out_dir, "bbox", source=src)
     return import_deepbet(out_dir, "model", source=src)
+
+
+def _which(name: str) -> Literal["model", "bbox"]:
+    return "bbox" if name == "deepbet-bbox" else "model"
+
+
+def check_encoder_ref(
+    value: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None = None,
+    where: str = "encoder",
+) -> str | Path:
+    """Check that ``value`` names a zoo encoder or an encoder folder, without converting.
+
+    Args:
+        value: a :data:`ZOO` name (``deepbet``), an encoder folder holding
+            ``encoder.safetensors`` + ``encoder.json``, or an ``encoder.json`` card.
+        base_dir: folder a relative path is relative to (default: the current one).
+        where: what the message names (e.g. ``experiment.yaml: pretrain.encoder``).
+
+    Returns:
+        The zoo name, or the card's absolute path.
+
+    Raises:
+        ConfigError: neither a zoo name (the known ones are listed) nor an
+            existing path; a folder or card that lacks one of the two files
+            (the missing one is named).
+        ImportError: a zoo encoder whose package is not installed and that was
+            never converted (the message names the extra).
+    """
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"{where}: expected a zoo name or an encoder folder, got {value!r}")
+    path = Path(os.path.expanduser(text))
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if text in ZOO and not path.exists():
+        from transmri.pretrained.deepbet import NETWORK_FILE, deepbet_cache_dir, deepbet_source_file
+
+        folder = deepbet_cache_dir(_which(text))
+        if not ((folder / "encoder.json").is_file() and (folder / NETWORK_FILE).is_file()):
+            deepbet_source_file(_which(text))  # ImportError naming the extra
+        return text
+    if not path.exists():
+        raise ConfigError(
+            f"{where}: {text!r} is neither a zoo encoder (known: {', '.join(sorted(ZOO))}) "
+            f"nor an existing path ({path} does not exist)"
+        )
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.suffix != ".json":
+        raise ConfigError(f"{where}: {path} is a file but not an encoder card (encoder.json)")
+    card = path if path.is_file() else folder / "encoder.json"
+    weights = card.with_suffix(".safetensors")
+    for needed in (weights, card):
+        if not needed.is_file():
+            raise ConfigError(
+                f"{where}: {folder} is not an encoder folder: {needed.name} is missing "
+                f"(an encoder folder holds {' + '.join(ENCODER_FILES)}; zoo names: "
+                f"{', '.join(sorted(ZOO))})"
+            )
+    return card.absolute()
+
+
+def resolve_encoder(
+    value: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None = None,
+    where: str = "encoder",
+) -> Path:
+    """The card of ``value`` (see :func:`check_encoder_ref`), converting a zoo name on first use.
+
+    A zoo encoder is converted once into the transmri cache
+    (``$TRANSMRI_CACHE``, else ``~/.cache/transmri``) and read from there
+    afterwards.
+
+    Raises:
+        ConfigError, ImportError: as :func:`check_encoder_ref`.
+    """
+    ref = check_encoder_ref(value, base_dir=base_dir, where=where)
+    if isinstance(ref, Path):
+        return ref
+    from transmri.pretrained.deepbet import _cached_card
+
+    return _cached_card(_which(ref))
