@@ -132,7 +132,8 @@ def test_given_encoder_folder_is_used_without_pretraining(tmp_path: Path) -> Non
 
 @needs_deepbet
 def test_run_from_deepbet_through_the_cli(tmp_path: Path) -> None:
-    methods = ["finetune", "linear_probe", "regional_probe", "regional_random", "ridge"]
+    methods = ["finetune", "scratch", "linear_probe", "regional_probe", "regional_random",
+               "lpft", "default", "ridge"]
     path = write(tmp_path, tiny("deepbet", tmp_path / "run", methods))
     env = {**os.environ, "TRANSMRI_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
