@@ -87,8 +87,11 @@ def test_folder_without_weights_names_the_missing_file(tmp_path: Path) -> None:
 def test_other_pretrain_keys_are_refused_by_name(tmp_path: Path) -> None:
     data = tiny("deepbet", tmp_path / "run", ["ridge"])
     data["pretrain"].update(epochs=3, objective="autoencoder")
-    with pytest.raises(ConfigError, match=r"experiment.yaml: pretrain.encoder: starts from an "
-                       r"existing encoder.*remove pretrain.epochs, pretrain.objective"):  # fmt: skip
+    message = (
+        r"experiment.yaml: pretrain.encoder: starts from an existing encoder.*"
+        r"remove pretrain.epochs, pretrain.objective"
+    )
+    with pytest.raises(ConfigError, match=message):
         load_experiment(write(tmp_path, data))
 
 
@@ -113,11 +116,10 @@ def test_missing_zoo_package_names_the_extra(
 
 
 def test_given_encoder_folder_is_used_without_pretraining(tmp_path: Path) -> None:
-    from transmri.models import build_model
+    from transmri.models.deepbet import deepbet_encoder
     from transmri.training import save_encoder
 
-    arch = {"name": "deepbet_encoder"}
-    encoder = build_model(arch)
+    encoder = deepbet_encoder()
     save_encoder(encoder, tmp_path / "enc", architecture=encoder.config, input_shape=(40,) * 3,
                  preprocessing={}, source="test", training_subjects=(),
                  provenance={"zoo_name": "test-encoder"})  # fmt: skip
@@ -132,8 +134,16 @@ def test_given_encoder_folder_is_used_without_pretraining(tmp_path: Path) -> Non
 
 @needs_deepbet
 def test_run_from_deepbet_through_the_cli(tmp_path: Path) -> None:
-    methods = ["finetune", "scratch", "linear_probe", "regional_probe", "regional_random",
-               "lpft", "default", "ridge"]
+    methods = [
+        "finetune",
+        "scratch",
+        "linear_probe",
+        "regional_probe",
+        "regional_random",
+        "lpft",
+        "default",
+        "ridge",
+    ]
     path = write(tmp_path, tiny("deepbet", tmp_path / "run", methods))
     env = {**os.environ, "TRANSMRI_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -152,3 +162,22 @@ def test_run_from_deepbet_through_the_cli(tmp_path: Path) -> None:
 
     frame = pd.read_csv(run / "comparison.csv")
     assert set(frame["method"]) == set(methods)
+
+
+def test_resolved_file_of_a_given_encoder_reloads(tmp_path: Path) -> None:
+    from transmri.experiment import dump_experiment
+    from transmri.models.deepbet import deepbet_encoder
+    from transmri.training import save_encoder
+
+    encoder = deepbet_encoder()
+    save_encoder(encoder, tmp_path / "enc", architecture=encoder.config, input_shape=(40,) * 3,
+                 preprocessing={}, source="test", training_subjects=())  # fmt: skip
+    experiment = Experiment(load_experiment(write(tmp_path, tiny("enc", tmp_path / "r", []))))
+    text = dump_experiment(experiment.config)
+    assert "source:" not in text.split("target:")[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "resolved.yaml").write_text(text)
+    again = Experiment(load_experiment(elsewhere / "resolved.yaml"))
+    assert again.identity == experiment.identity
+    assert again.encoder_card == (tmp_path / "enc" / "encoder.json").absolute()

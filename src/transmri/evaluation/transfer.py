@@ -307,7 +307,7 @@ def transfer_curve(
         from transmri.pretrained.zoo import resolve_encoder
 
         # a zoo name (converted once into the transmri cache), or a precise error
-        encoder_path = resolve_encoder(os.fspath(encoder), where="encoder")
+        encoder_path = resolve_encoder(encoder_path, where="encoder")
     splits = plan_splits(target, config)
     if encoder_path is not None:
         from transmri.training import load_encoder

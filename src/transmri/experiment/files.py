@@ -154,7 +154,7 @@ def _build(cls: type, data: object, where: str) -> Any:
     for key in data:
         if key not in known:
             raise ConfigError(f"unknown key '{prefix}{key}'; expected one of {', '.join(known)}")
-    if cls is PretrainConfig and "encoder" in data and len(data) > 1:
+    if cls is PretrainConfig and data.get("encoder") is not None and len(data) > 1:
         others = [k for k in data if k != "encoder"]
         raise ConfigError(
             f"{prefix}encoder: starts from an existing encoder, so pretraining keys do not "

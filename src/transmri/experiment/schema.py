@@ -530,9 +530,20 @@ class ExperimentConfig:
         return self.resolve(self.output) or Path(self.base_dir) / "runs" / self.name
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON/YAML-able dict of every key, defaults filled in (without ``base_dir``)."""
+        """A JSON/YAML-able dict of every key, defaults filled in (without ``base_dir``).
+
+        With ``pretrain.encoder``, ``pretrain`` holds only that key.
+        """
         out = _plain(asdict(self))
         out.pop("base_dir")
+        # Keys of the given-encoder mode appear only when used, so that other
+        # experiments keep their resolved files (and run-folder identities).
+        if self.pretrain.encoder is None:
+            out["pretrain"].pop("encoder")
+        else:
+            out["pretrain"] = {"encoder": self.pretrain.encoder}
+        if self.data.source is None:
+            out["data"].pop("source")
         out["data"]["preprocessing"] = self.data.preprocessing.to_dict()
         return out
 

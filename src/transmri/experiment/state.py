@@ -84,7 +84,13 @@ class ExperimentState:
             sources[role] = dataclasses.replace(source, path=str(source_path(config, role)))
         cache = config.resolve(data.cache_dir) or config.run_dir / "cache"
         data = dataclasses.replace(data, cache_dir=str(cache), **sources)
-        return dataclasses.replace(config, data=data, output=str(config.run_dir))
+        pretrain = config.pretrain
+        given = config.resolve(pretrain.encoder)
+        if given is not None and given.exists():  # a folder, not a zoo name: made absolute
+            pretrain = dataclasses.replace(pretrain, encoder=str(given))
+        return dataclasses.replace(
+            config, data=data, pretrain=pretrain, output=str(config.run_dir)
+        )
 
     # ------------------------------------------------------------ plumbing
     def check(self) -> None:

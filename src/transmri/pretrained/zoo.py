@@ -58,7 +58,9 @@ def _which(name: str) -> Literal["model", "bbox"]:
 
 
 def check_encoder_ref(
-    value: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None = None,
+    value: str | os.PathLike[str],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
     where: str = "encoder",
 ) -> str | Path:
     """Check that ``value`` names a zoo encoder or an encoder folder, without converting.
@@ -113,7 +115,9 @@ def check_encoder_ref(
 
 
 def resolve_encoder(
-    value: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None = None,
+    value: str | os.PathLike[str],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
     where: str = "encoder",
 ) -> Path:
     """The card of ``value`` (see :func:`check_encoder_ref`), converting a zoo name on first use.
