@@ -88,9 +88,7 @@ class ExperimentState:
         given = config.resolve(pretrain.encoder)
         if given is not None and given.exists():  # a folder, not a zoo name: made absolute
             pretrain = dataclasses.replace(pretrain, encoder=str(given))
-        return dataclasses.replace(
-            config, data=data, pretrain=pretrain, output=str(config.run_dir)
-        )
+        return dataclasses.replace(config, data=data, pretrain=pretrain, output=str(config.run_dir))
 
     # ------------------------------------------------------------ plumbing
     def check(self) -> None:
