@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from transmri.cli._parser import build_parser
+from transmri.cli._preprocess import preprocess_command
 
 __all__ = ["main"]
 
@@ -100,7 +101,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_HANDLERS = {"run": _run, "report": _report, "demo": _demo}
+_HANDLERS = {"run": _run, "report": _report, "demo": _demo, "preprocess": preprocess_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

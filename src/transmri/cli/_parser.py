@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from transmri._version import __version__
+from transmri.cli._preprocess import add_preprocess_parser
 
 __all__ = ["build_parser"]
 
@@ -129,4 +130,5 @@ def build_parser() -> argparse.ArgumentParser:
     _common(report)
     report.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (holds run.json)")
     report.add_argument("--title", help="page title")
+    add_preprocess_parser(commands)
     return parser
