@@ -13,8 +13,22 @@ def test_preprocess_command_on_two_ixi_scans(ixi_csv, tmp_path: Path) -> None:
     out = tmp_path / "deriv"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "transmri", "preprocess", str(csv), "--out", str(out), "--jobs", "1"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "transmri",
+            "preprocess",
+            str(csv),
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "2 scans preprocessed" in done.stdout and "0 flagged" in done.stdout
@@ -24,7 +38,20 @@ def test_preprocess_command_on_two_ixi_scans(ixi_csv, tmp_path: Path) -> None:
 
 def test_bad_shard_is_a_usage_error(ixi_csv, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "transmri", "preprocess", str(ixi_csv(1)), "--out", str(tmp_path), "--shard", "3"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "transmri",
+            "preprocess",
+            str(ixi_csv(1)),
+            "--out",
+            str(tmp_path),
+            "--shard",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 2 and "--shard: expected I/N" in done.stderr

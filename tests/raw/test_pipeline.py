@@ -57,7 +57,9 @@ def test_shards_partition_scans(ixi_csv, tmp_path: Path) -> None:
 def test_skull_strip_none_and_empty_mask(ixi_csv, tmp_path: Path) -> None:
     csv = ixi_csv(1)
     table = _table(csv)
-    none = preprocess_table(table, tmp_path / "a", RawScanConfig(skull_strip="none", register="none"))
+    none = preprocess_table(
+        table, tmp_path / "a", RawScanConfig(skull_strip="none", register="none")
+    )
     assert none.loc[0, "brain_volume_cc"] > 1000
     empty = tmp_path / "empty_mask.nii.gz"
     ref = nib.load(table.masks[0])
@@ -73,7 +75,7 @@ def test_deepbet_missing_names_module(ixi_csv, tmp_path: Path) -> None:
     try:
         import transmri.pretrained.deepbet  # noqa: F401
     except ImportError:
-        with pytest.raises(ImportError, match="transmri.pretrained.deepbet"):
+        with pytest.raises(ImportError, match=r"transmri\.pretrained\.deepbet"):
             preprocess_table(_table(ixi_csv(1)), tmp_path, RawScanConfig(skull_strip="deepbet"))
     else:
         pytest.skip("transmri.pretrained.deepbet is installed")

@@ -18,11 +18,15 @@ def add_preprocess_parser(commands: argparse._SubParsersAction[argparse.Argument
         "(CSV with path, subject[, label, mask]) to MNI152 2 mm; write BIDS derivatives, "
         "scans.csv and qc.html.",
     )
-    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    sub.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     sub.add_argument("table", metavar="TABLE", help="the scan table (CSV)")
     sub.add_argument("--out", metavar="DIR", required=True, help="derivatives folder")
     sub.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
-    sub.add_argument("--shard", default="0/1", metavar="I/N", help="process rows p with p %% N == I")
+    sub.add_argument(
+        "--shard", default="0/1", metavar="I/N", help="process rows p with p %% N == I"
+    )
     sub.add_argument("--skull-strip", choices=("deepbet", "mask", "none"), default="mask")
     sub.add_argument("--register", choices=("torchreg", "ants", "none"), default="torchreg")
     sub.add_argument("--n4", action="store_true", help="N4 bias-field correction (ANTsPy)")
@@ -39,10 +43,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 def preprocess_command(args: argparse.Namespace) -> int:
     """Run ``transmri preprocess``."""
+    import pandas as pd
+
     from transmri.data.table import ScanTable
     from transmri.raw import RawScanConfig, preprocess_table
-
-    import pandas as pd
 
     header = set(pd.read_csv(args.table, nrows=0, sep=None, engine="python").columns)
     table = ScanTable.from_csv(
@@ -50,7 +54,9 @@ def preprocess_command(args: argparse.Namespace) -> int:
         mask_col="mask" if "mask" in header else None,
         label_col="label" if "label" in header else None,
     )
-    config = RawScanConfig(skull_strip=args.skull_strip, bias_correct=args.n4, register=args.register)
+    config = RawScanConfig(
+        skull_strip=args.skull_strip, bias_correct=args.n4, register=args.register
+    )
     scans = preprocess_table(
         table, args.out, config, jobs=args.jobs, shard=_shard(args.shard), progress=args.progress
     )

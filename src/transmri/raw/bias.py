@@ -7,7 +7,9 @@ import numpy as np
 __all__ = ["n4_correct"]
 
 
-def n4_correct(volume: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def n4_correct(
+    volume: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
     """N4-correct ``volume`` (ANTs' ``n4_bias_field_correction``), same grid, float32.
 
     Raises:
@@ -17,7 +19,9 @@ def n4_correct(volume: np.ndarray, affine: np.ndarray, mask: np.ndarray | None =
         import ants
         import nibabel as nib
     except ImportError as exc:
-        raise ImportError('bias_correct=True needs antspyx: pip install "transmri[register]"') from exc
+        raise ImportError(
+            'bias_correct=True needs antspyx: pip install "transmri[register]"'
+        ) from exc
     image = ants.from_nibabel_nifti(nib.Nifti1Image(np.asarray(volume, np.float32), affine))
     ants_mask = None
     if mask is not None:

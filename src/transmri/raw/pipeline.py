@@ -16,6 +16,7 @@ outputs, QC columns) and ``qc.html``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -59,7 +60,9 @@ class RawScanConfig:
 
     def __post_init__(self) -> None:
         if self.skull_strip not in SKULL_STRIP:
-            raise ConfigError(f"skull_strip: expected one of {SKULL_STRIP}, got {self.skull_strip!r}")
+            raise ConfigError(
+                f"skull_strip: expected one of {SKULL_STRIP}, got {self.skull_strip!r}"
+            )
         if self.register not in REGISTER:
             raise ConfigError(f"register: expected one of {REGISTER}, got {self.register!r}")
         if not isinstance(self.bias_correct, bool):
@@ -120,25 +123,30 @@ def _versions(config: RawScanConfig) -> dict[str, str]:
     return versions
 
 
-def _skull_strip(volume: np.ndarray, affine: np.ndarray, mask_path: object, config: RawScanConfig, where: str) -> np.ndarray:
+def _skull_strip(
+    volume: np.ndarray, affine: np.ndarray, mask_path: object, config: RawScanConfig, where: str
+) -> np.ndarray:
     import nibabel as nib
 
     if config.skull_strip == "none":
         return np.asarray(volume > 0)
     if config.skull_strip == "deepbet":
         try:
-            from transmri.pretrained.deepbet import brain_mask  # type: ignore[import-not-found]
+            module = importlib.import_module("transmri.pretrained.deepbet")
         except ImportError as exc:
             raise ImportError(
                 "skull_strip='deepbet' needs the module transmri.pretrained.deepbet, not found"
             ) from exc
-        mask = np.asarray(brain_mask(volume, affine), dtype=bool)
+        mask = np.asarray(module.brain_mask(volume, affine), dtype=bool)
     else:
-        if mask_path is None or pd.isna(mask_path):
+        if not isinstance(mask_path, str) or not mask_path:
             raise DataFormatError(f"{where}: skull_strip='mask' needs a mask, the row has none")
-        mask = np.asarray(nib.load(str(mask_path)).dataobj) > 0
+        loaded: Any = nib.load(mask_path)
+        mask = np.asarray(loaded.dataobj) > 0
         if mask.shape != volume.shape:
-            raise DataFormatError(f"{mask_path}: mask shape {mask.shape} != scan shape {volume.shape}")
+            raise DataFormatError(
+                f"{mask_path}: mask shape {mask.shape} != scan shape {volume.shape}"
+            )
     if not mask.any():
         raise DataFormatError(f"{where}: the brain mask is empty")
     return mask
@@ -159,7 +167,7 @@ def _process_one(row: dict[str, Any], out_dir: Path, config: RawScanConfig) -> d
         meta = json.loads(files["sidecar"].read_text(encoding="utf-8"))
         if meta.get("config") == settings and meta.get("source") == path:
             return {"files": files, "qc": meta["qc"], "skipped": True}
-    image = nib.load(path)
+    image: Any = nib.load(path)
     volume = np.asarray(image.dataobj, dtype=np.float32)
     if volume.ndim != 3:
         raise DataFormatError(f"{path}: expected a 3D volume, got shape {volume.shape}")
@@ -190,7 +198,7 @@ def _process_one(row: dict[str, Any], out_dir: Path, config: RawScanConfig) -> d
         steps.append(f"register:{config.register}")
     sidecar = {
         "source": path,
-        "source_mask": None if row.get("mask") is None or pd.isna(row.get("mask")) else str(row["mask"]),
+        "source_mask": row["mask"] if isinstance(row.get("mask"), str) else None,
         "config": settings,
         "steps": steps,
         "versions": _versions(config),

@@ -12,6 +12,7 @@ import html
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,9 @@ def _robust_z(values: pd.Series) -> pd.Series:
     return (x - x.median()) / mad
 
 
-def flag_outliers(metrics: pd.DataFrame, *, min_ncc: float = 0.3, z_max: float = 3.5) -> pd.DataFrame:
+def flag_outliers(
+    metrics: pd.DataFrame, *, min_ncc: float = 0.3, z_max: float = 3.5
+) -> pd.DataFrame:
     """Add ``qc_flag`` (bool) and ``qc_reason`` (str) to a table of per-scan metrics.
 
     Args:
@@ -104,8 +107,10 @@ def write_qc_page(
         table.drop(columns=["row"], errors="ignore").to_html(index=False),
     ]
     for _, row in shown.iterrows():
-        image = np.asarray(nib.load(str(row["path"])).dataobj, dtype=np.float32)
-        title = f"{Path(str(row['path'])).name}  {'FLAGGED: ' + row['qc_reason'] if row['qc_flag'] else ''}"
+        loaded: Any = nib.load(str(row["path"]))
+        image = np.asarray(loaded.dataobj, dtype=np.float32)
+        flag = f"FLAGGED: {row['qc_reason']}" if row["qc_flag"] else ""
+        title = f"{Path(str(row['path'])).name}  {flag}"
         if image.shape == brain.shape:
             png = _mid_slices_png(image, brain, title)
             parts.append(f"<h3>{html.escape(title)}</h3><img src='data:image/png;base64,{png}'>")

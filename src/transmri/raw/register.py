@@ -97,7 +97,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float(np.logical_and(a, b).sum()) / total if total else 0.0
 
 
-def _resample(volume: np.ndarray, voxel_map: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
+def _resample(
+    volume: np.ndarray, voxel_map: np.ndarray, shape: tuple[int, ...], order: int
+) -> np.ndarray:
     """``out[v] = volume[voxel_map @ v]`` (template voxel -> scan voxel)."""
     return np.asarray(
         ndimage.affine_transform(
