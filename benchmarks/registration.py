@@ -56,6 +56,7 @@ def main() -> None:
         for name in METHODS:
             result = _align(name, volume, image.affine, mask)
             assert result.mask is not None
+            print(f"{subject} {name}: {result.seconds:.1f} s", flush=True)
             rows.append(
                 {
                     "method": name,
@@ -74,7 +75,7 @@ def main() -> None:
         dice=("dice", "mean"),
         dice_min=("dice", "min"),
     )
-    print(table.round(3).to_markdown())
+    print(table.round(3).to_string())
 
 
 if __name__ == "__main__":
