@@ -20,6 +20,7 @@ from typing import Any
 from transmri._allocator import keep_freed_memory
 from transmri.cli._encoder import run_encoder
 from transmri.cli._parser import build_parser
+from transmri.cli._preprocess import preprocess_command
 
 __all__ = ["main"]
 
@@ -102,7 +103,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_HANDLERS = {"run": _run, "report": _report, "demo": _demo, "encoder": run_encoder}
+_HANDLERS = {
+    "run": _run,
+    "report": _report,
+    "demo": _demo,
+    "encoder": run_encoder,
+    "preprocess": preprocess_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

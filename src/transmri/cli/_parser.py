@@ -6,6 +6,7 @@ import argparse
 
 from transmri._version import __version__
 from transmri.cli._encoder import add_encoder_parser
+from transmri.cli._preprocess import add_preprocess_parser
 
 __all__ = ["build_parser"]
 
@@ -131,4 +132,5 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (holds run.json)")
     report.add_argument("--title", help="page title")
     add_encoder_parser(commands, _Formatter)
+    add_preprocess_parser(commands)
     return parser
