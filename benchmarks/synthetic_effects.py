@@ -74,8 +74,9 @@ def ridge_cv_auc(x: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0)
     outer = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores = []
     for train, test in outer.split(x, y):
-        inner = StratifiedKFold(min(folds, int(np.bincount(y[train]).min())), shuffle=True,
-                                random_state=seed)
+        inner = StratifiedKFold(
+            min(folds, int(np.bincount(y[train]).min())), shuffle=True, random_state=seed
+        )
         search = GridSearchCV(
             make_pipeline(StandardScaler(), RidgeClassifier()),
             {"ridgeclassifier__alpha": alphas},
