@@ -33,6 +33,7 @@ condition      effect_size  300 scans   40 scans
 ``alzheimer``  0.6          0.87, 6 mm  0.50, 6 mm
 ``alzheimer``  0.7          0.90, 6 mm  0.52, 6 mm
 ``alzheimer``  0.8          0.92, 6 mm  0.55, 6 mm
+``alzheimer``  0.7          0.91, 4 mm  0.56, 4 mm
 =============  ===========  ==========  ==========
 
 So whole-brain voxels need hundreds of scans to find the disease (a
