@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from transmri.experiment import (
     experiment_from_dict,
     load_experiment,
 )
-from transmri.experiment.folder import check_run_folder
+from transmri.experiment.folder import check_run_folder, record_step
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -173,6 +174,7 @@ def test_run_folder_refuses_another_run(tmp_path: Path) -> None:
     config = load_experiment(write(tmp_path, minimal()))
     experiment = Experiment(config)
     experiment.open()
+    record_step(experiment.run_dir, "prepare", {})  # a finished step makes it worth keeping
     check_run_folder(experiment.run_dir, experiment.identity, overwrite=False)  # same run: ok
     other = Experiment(load_experiment(tmp_path / "experiment.yaml", overrides=["seed=1"]))
     with pytest.raises(OutputExistsError, match="holds experiment 'x' with another config"):
@@ -231,6 +233,22 @@ def test_overwrite_removes_stale_embeddings(tmp_path: Path) -> None:
     Experiment(other, overwrite=True).open()
     assert [n for n in stale if (run_dir / n).exists()] == []
     assert (run_dir / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_that_finished_no_step_may_take_a_new_config(tmp_path: Path) -> None:
+    # Issue 17, item 5: prepare fails on bad data, the user changes the config
+    # as the error says, and the folder must not be refused as "another config".
+    config = load_experiment(write(tmp_path, minimal()))
+    Experiment(config).open()  # opened, then failed before any step finished
+    fixed = load_experiment(tmp_path / "experiment.yaml", overrides=["seed=1"])
+    Experiment(fixed).open()
+    assert (
+        Experiment(fixed).identity
+        == json.loads((config.run_dir / "run.json").read_text())["identity"]
+    )
+    record_step(config.run_dir, "prepare", {})
+    with pytest.raises(OutputExistsError, match="with another config"):
+        Experiment(config).check()  # a finished step is kept unless --overwrite
 
 
 def test_synthetic_cohorts_get_distinct_subject_ids(tmp_path: Path) -> None:

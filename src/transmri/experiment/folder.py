@@ -114,7 +114,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
 
 def _is_run(previous: Mapping[str, Any]) -> bool:
     """Whether a parsed ``run.json`` was written by transmri."""
-    return isinstance(previous.get("kind"), str) and "transmri_version" in previous
+    return isinstance(previous.get("kind"), str)
 
 
 def check_run_folder(run_dir: Path, identity: str, *, overwrite: bool) -> None:
@@ -123,7 +123,8 @@ def check_run_folder(run_dir: Path, identity: str, *, overwrite: bool) -> None:
     Raises:
         OutputExistsError: ``run_dir`` is a file; holds files but is not a
             transmri run (even with ``overwrite``); or holds a different
-            experiment and ``overwrite`` is false.
+            experiment that finished at least one step and ``overwrite``
+            is false (an experiment that finished none may be replaced).
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputExistsError(f"{run_dir}: expected a run folder, found a file")
@@ -147,6 +148,10 @@ def check_run_folder(run_dir: Path, identity: str, *, overwrite: bool) -> None:
     if overwrite:
         return
     if previous.get("kind") == "experiment" and previous.get("identity") == identity:
+        return
+    if previous.get("kind") == "experiment" and not previous.get("steps"):
+        # No step ever finished (a run that failed on its data): nothing to
+        # keep, so following the error's advice with a changed config works.
         return
     what = (
         f"experiment {previous.get('name')!r} with another config"
