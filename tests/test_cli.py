@@ -135,7 +135,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     elif case == "other_run":
         run = tmp_path / "runs" / "bad"
         run.mkdir(parents=True)
-        (run / "run.json").write_text(json.dumps({"kind": "experiment", "name": "bad"}))
+        (run / "run.json").write_text(
+            json.dumps({"kind": "experiment", "name": "bad", "steps": {"prepare": {}}})
+        )
         args = ["stats", str(_experiment(tmp_path))]
     else:
         args = ["report", str(tmp_path / "no-run")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from transmri.experiment import (
     experiment_from_dict,
     load_experiment,
 )
-from transmri.experiment.folder import check_run_folder
+from transmri.experiment.folder import check_run_folder, record_step
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -173,6 +174,7 @@ def test_run_folder_refuses_another_run(tmp_path: Path) -> None:
     config = load_experiment(write(tmp_path, minimal()))
     experiment = Experiment(config)
     experiment.open()
+    record_step(experiment.run_dir, "prepare", {})  # a finished step makes it worth keeping
     check_run_folder(experiment.run_dir, experiment.identity, overwrite=False)  # same run: ok
     other = Experiment(load_experiment(tmp_path / "experiment.yaml", overrides=["seed=1"]))
     with pytest.raises(OutputExistsError, match="holds experiment 'x' with another config"):
@@ -183,6 +185,70 @@ def test_run_folder_refuses_another_run(tmp_path: Path) -> None:
     stray = load_experiment(tmp_path / "experiment.yaml", overrides=[f"output={tmp_path / 'junk'}"])
     with pytest.raises(OutputExistsError, match="not empty and not a transmri run"):
         Experiment(stray).check()
+
+
+def test_overwrite_never_deletes_a_users_folder(tmp_path: Path) -> None:
+    # Issue 17, item 1: a user's project folder whose entries happen to be
+    # named like run artifacts (data/, figures/) must survive --overwrite.
+    project = tmp_path / "P"
+    (project / "data" / "raw").mkdir(parents=True)
+    (project / "data" / "raw" / "scan.nii.gz").write_bytes(b"mine")
+    (project / "figures").mkdir()
+    (project / "figures" / "poster.png").write_bytes(b"poster")
+    write(tmp_path, minimal())
+    config = load_experiment(tmp_path / "experiment.yaml", overrides=[f"output={project}"])
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match="not a transmri run") as info:
+            Experiment(config, overwrite=overwrite).open()
+        assert "--overwrite" not in str(info.value)
+    assert (project / "data" / "raw" / "scan.nii.gz").read_bytes() == b"mine"
+    assert (project / "figures" / "poster.png").read_bytes() == b"poster"
+    assert not (project / "run.json").exists()
+
+
+def test_a_foreign_run_json_does_not_make_a_run(tmp_path: Path) -> None:
+    project = tmp_path / "P"
+    project.mkdir()
+    (project / "run.json").write_text('{"mine": true}')
+    (project / "report.html").write_text("my report")
+    write(tmp_path, minimal())
+    config = load_experiment(tmp_path / "experiment.yaml", overrides=[f"output={project}"])
+    with pytest.raises(OutputExistsError, match="not a transmri run"):
+        Experiment(config, overwrite=True).open()
+    assert (project / "report.html").read_text() == "my report"
+
+
+def test_overwrite_removes_stale_embeddings(tmp_path: Path) -> None:
+    # Issue 17, item 2: an earlier run's embeddings_*.csv/.npy must not
+    # survive --overwrite (the report would show them as the new run's).
+    config = load_experiment(write(tmp_path, minimal()))
+    Experiment(config).open()
+    run_dir = config.run_dir
+    stale = ["embeddings_test.csv", "embeddings_test.npy", "embeddings_pretrained-test.npy",
+             "predictions_val.csv", "metrics_val.json"]  # fmt: skip
+    for name in stale:
+        (run_dir / name).write_text("old")
+    (run_dir / "notes.txt").write_text("mine")  # not an artifact: kept
+    other = load_experiment(tmp_path / "experiment.yaml", overrides=["seed=1"])
+    Experiment(other, overwrite=True).open()
+    assert [n for n in stale if (run_dir / n).exists()] == []
+    assert (run_dir / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_that_finished_no_step_may_take_a_new_config(tmp_path: Path) -> None:
+    # Issue 17, item 5: prepare fails on bad data, the user changes the config
+    # as the error says, and the folder must not be refused as "another config".
+    config = load_experiment(write(tmp_path, minimal()))
+    Experiment(config).open()  # opened, then failed before any step finished
+    fixed = load_experiment(tmp_path / "experiment.yaml", overrides=["seed=1"])
+    Experiment(fixed).open()
+    assert (
+        Experiment(fixed).identity
+        == json.loads((config.run_dir / "run.json").read_text())["identity"]
+    )
+    record_step(config.run_dir, "prepare", {})
+    with pytest.raises(OutputExistsError, match="with another config"):
+        Experiment(config).check()  # a finished step is kept unless --overwrite
 
 
 def test_synthetic_cohorts_get_distinct_subject_ids(tmp_path: Path) -> None:

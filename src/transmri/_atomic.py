@@ -4,6 +4,9 @@ A reader never sees a half-written file: the bytes go to a hidden temp file
 beside the target (unique name, so concurrent writers do not collide), are
 flushed and fsynced, and ``os.replace`` moves them over the target in one step.
 On any failure the temp file is removed and the target keeps its old content.
+The file gets the mode a plain ``open(path, "w")`` would give (``0o666``
+less the umask), not the temp file's private ``0o600``, so colleagues can
+read a shared report or encoder.
 """
 
 from __future__ import annotations
@@ -11,11 +14,28 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "file_mode",
+]
+
+_UMASK_LOCK = threading.Lock()
+
+
+def file_mode() -> int:
+    """The mode a new file gets from a plain ``open``: ``0o666`` less the umask."""
+    with _UMASK_LOCK:  # reading the umask means setting it; keep that step alone
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -41,6 +61,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, file_mode())
         os.replace(tmp_name, target)
     except OSError as exc:
         if tmp_name is not None:

@@ -194,6 +194,22 @@ def test_rerun_resumes_without_duplicate_rows(bench: Bench, tmp_path: Path) -> N
                        "methods": ("ridge",)})})  # fmt: skip
 
 
+def test_overwrite_never_deletes_files_of_a_folder_that_is_no_benchmark(
+    bench: Bench, tmp_path: Path
+) -> None:
+    # Issue 17, item 1: files named like the benchmark's own are the user's here.
+    out = tmp_path / "mine"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "notes.txt").write_text("mine")
+    (out / "comparison.csv").write_text("my table")
+    config = TransferConfig(**{**TINY, "methods": ("ridge",)})
+    with pytest.raises(OutputExistsError, match=r"no transfer\.json; choose another folder$"):
+        transfer_curve(bench.table, preprocessing=PRE, encoder=None, out_dir=out, config=config,
+                       cache_dir=bench.cache, overwrite=True)  # fmt: skip
+    assert (out / "runs" / "notes.txt").read_text() == "mine"
+    assert (out / "comparison.csv").read_text() == "my table"
+
+
 def test_a_leaking_encoder_is_refused(bench: Bench, tmp_path: Path) -> None:
     leaky = _pretrain(bench.table, tmp_path / "leaky")  # saw every subject, test ones included
     with pytest.raises(DataLeakageError, match="target test set"):

@@ -804,7 +804,9 @@ def _cli_args(command: str, kind: str, tmp: Path) -> list[str]:
             return ["demo", "--quick", "--resolution", "2", "--out", "d"]
         if kind == "folder with another run":
             (tmp / "other").mkdir()
-            (tmp / "other" / "run.json").write_text('{"kind": "experiment", "name": "zzz"}')
+            (tmp / "other" / "run.json").write_text(
+                '{"kind": "experiment", "name": "zzz", "steps": {"prepare": {}}}'
+            )
             return ["demo", "--quick", "--out", "other"]
         (tmp / "out").mkdir()
         return ["demo", "--quick", "--out", "out/demo"]

@@ -204,6 +204,14 @@ def test_run_folder_refuses_another_run(make_data: MakeData, tmp_path: Path) -> 
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(OutputExistsError, match=r"found files \['notes.txt'\]"):
         _ae(data, tmp_path / "other").fit(1)
+    for name in ("checkpoints", "figures"):  # named like artifacts, yet the user's
+        (tmp_path / "other" / name).mkdir()
+        (tmp_path / "other" / name / "mine.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"no run\.json.*choose another folder$"):
+        _ae(data, tmp_path / "other", overwrite=True).fit(1)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "other" / "figures" / "mine.txt").read_text() == "mine"
+    assert (tmp_path / "other" / "checkpoints" / "mine.txt").read_text() == "mine"
 
 
 def test_user_loss_is_honoured(make_data: MakeData, tmp_path: Path) -> None:

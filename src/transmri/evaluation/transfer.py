@@ -183,8 +183,12 @@ def _prepare_folder(out: Path, identity: dict[str, Any], *, overwrite: bool) -> 
                 f"{out}: holds a transfer benchmark with other settings (differs in {diffs}); "
                 "choose another folder or pass overwrite=True"
             )
-    elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{out}: expected a new or empty folder, found other files")
+    elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+        # Not a benchmark folder: its files are someone else's, never removed.
+        raise OutputExistsError(
+            f"{out}: expected a new or empty folder, found other files and no transfer.json; "
+            "choose another folder"
+        )
     for name in ("comparison.csv", "summary.csv", "differences.csv", "splits.json"):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "runs", ignore_errors=True)

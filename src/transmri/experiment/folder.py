@@ -3,8 +3,11 @@
 A folder is identified by the sha256 of the resolved experiment config
 (``output`` aside). Reusing a folder for the same config is how separate step
 commands (``transmri pretrain`` then ``transmri finetune``) share one run;
-a folder holding another experiment, or unrelated files, is refused unless
-``overwrite``, which first removes the earlier experiment's files.
+a folder holding another experiment is refused unless ``overwrite``, which
+first removes the earlier experiment's files (only the names in
+:data:`EXPERIMENT_ARTIFACTS` and :data:`EXPERIMENT_PATTERNS`). A folder that
+is not a transmri run (no readable ``run.json`` of transmri's) but holds files
+is refused even with ``overwrite``: nothing of a user's is ever deleted.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from transmri.errors import DataFormatError, OutputExistsError
 
 __all__ = [
     "EXPERIMENT_ARTIFACTS",
+    "EXPERIMENT_PATTERNS",
     "check_run_folder",
     "config_identity",
     "environment",
@@ -53,6 +57,15 @@ EXPERIMENT_ARTIFACTS: tuple[str, ...] = (
     "compare",
     "figures",
     "data",
+)
+
+#: Files of the run folder's top level that ``overwrite`` also removes
+#: (an earlier run's embeddings must not reach the new run's report).
+EXPERIMENT_PATTERNS: tuple[str, ...] = (
+    "embeddings_*.csv",
+    "embeddings_*.npy",
+    "predictions_*.csv",
+    "metrics_*.json",
 )
 
 
@@ -99,38 +112,69 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _is_run(previous: Mapping[str, Any]) -> bool:
+    """Whether a parsed ``run.json`` was written by transmri."""
+    return isinstance(previous.get("kind"), str)
+
+
 def check_run_folder(run_dir: Path, identity: str, *, overwrite: bool) -> None:
-    """Refuse ``run_dir`` if it holds another run (nothing is written here).
+    """Refuse ``run_dir`` if it holds another run or a user's files (nothing is written here).
 
     Raises:
-        OutputExistsError: ``run_dir`` is a file, holds a different
-            experiment or unrelated files, and ``overwrite`` is false.
+        OutputExistsError: ``run_dir`` is a file; holds files but is not a
+            transmri run (even with ``overwrite``); or holds a different
+            experiment that finished at least one step and ``overwrite``
+            is false (an experiment that finished none may be replaced).
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputExistsError(f"{run_dir}: expected a run folder, found a file")
-    if overwrite or not run_dir.is_dir():
+    if not run_dir.is_dir():
         return
+    previous: dict[str, Any] = {}
     if (run_dir / "run.json").is_file():
         try:
             previous = read_run_json(run_dir)
         except DataFormatError:
             previous = {}
-        if previous.get("kind") == "experiment" and previous.get("identity") == identity:
-            return
-        what = (
-            f"experiment {previous.get('name')!r} with another config"
-            if previous.get("kind") == "experiment"
-            else f"a run of kind {previous.get('kind')!r}"
-        )
-        raise OutputExistsError(
-            f"{run_dir}: holds {what}; pass --overwrite to replace it or choose another --out"
-        )
-    found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
-    if found:
-        raise OutputExistsError(
-            f"{run_dir}: not empty and not a transmri run (found {found[:5]}); "
-            "pass --overwrite or choose another --out"
-        )
+    if not _is_run(previous):
+        found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+        if found:
+            raise OutputExistsError(
+                f"{run_dir}: not empty and not a transmri run (found {found[:5]}); "
+                "transmri never deletes files it did not write: choose another --out "
+                "(a new or empty folder)"
+            )
+        return
+    if overwrite:
+        return
+    if previous.get("kind") == "experiment" and previous.get("identity") == identity:
+        return
+    if previous.get("kind") == "experiment" and not previous.get("steps"):
+        # No step ever finished (a run that failed on its data): nothing to
+        # keep, so following the error's advice with a changed config works.
+        return
+    what = (
+        f"experiment {previous.get('name')!r} with another config"
+        if previous.get("kind") == "experiment"
+        else f"a run of kind {previous.get('kind')!r}"
+    )
+    raise OutputExistsError(
+        f"{run_dir}: holds {what}; pass --overwrite to replace it or choose another --out"
+    )
+
+
+def _remove_artifacts(run_dir: Path) -> None:
+    """Remove what an earlier experiment wrote to ``run_dir`` (and nothing else)."""
+    for entry in EXPERIMENT_ARTIFACTS:
+        target = run_dir / entry
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for pattern in EXPERIMENT_PATTERNS:
+        for target in run_dir.glob(pattern):
+            if target.is_file():
+                target.unlink()
 
 
 def open_run_folder(
@@ -152,12 +196,7 @@ def open_run_folder(
         except DataFormatError:
             previous = {}
     if previous.get("identity") != identity and run_dir.is_dir():
-        for entry in EXPERIMENT_ARTIFACTS:
-            target = run_dir / entry
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        _remove_artifacts(run_dir)
         previous = {}
     run_dir.mkdir(parents=True, exist_ok=True)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

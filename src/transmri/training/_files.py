@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from transmri._atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from transmri._atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, file_mode
 from transmri.errors import CheckpointError, DataFormatError, IntegrityError
 
 __all__ = [
@@ -116,6 +116,7 @@ def atomic_save_tensors(
     try:
         save_file(dict(tensors), tmp, metadata=metadata)
         digest = sha256_file(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

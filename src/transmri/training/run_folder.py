@@ -5,7 +5,9 @@ model's architecture and the data (preprocessing and the subjects of each
 split). Re-using a folder for the *same* run is allowed (that is how a fresh
 Learner resumes); a folder holding another run, or unrelated files, is
 refused with :class:`~transmri.errors.OutputExistsError` unless
-``overwrite=True``, which first removes the earlier run's files.
+``overwrite=True``, which first removes the earlier run's files. A folder
+that holds files but no ``run.json`` is not a run: it is refused even with
+``overwrite=True``, so a user's own files are never deleted.
 """
 
 from __future__ import annotations
@@ -68,7 +70,13 @@ def _remove_artifacts(root: Path) -> None:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    patterns = ("predictions_*.csv", "metrics_*.json", "reconstruction_*.json", "embeddings_*.csv")
+    patterns = (
+        "predictions_*.csv",
+        "metrics_*.json",
+        "reconstruction_*.json",
+        "embeddings_*.csv",
+        "embeddings_*.npy",
+    )
     for pattern in patterns:
         for target in root.glob(pattern):
             target.unlink()
@@ -87,7 +95,8 @@ def prepare_run_folder(
 
     Raises:
         OutputExistsError: ``root`` holds another run (the message lists what
-            differs) or files that are not a transmri run.
+            differs) or files that are not a transmri run (even with
+            ``overwrite``).
     """
     run_json = root / "run.json"
     if root.exists() and not root.is_dir():
@@ -99,13 +108,11 @@ def prepare_run_folder(
                 _refuse(root, previous, identity)
             _remove_artifacts(root)
     elif root.is_dir() and any(p for p in root.iterdir() if not p.name.startswith(".")):
-        if not overwrite:
-            found = sorted(p.name for p in root.iterdir())[:5]
-            raise OutputExistsError(
-                f"{root}: expected an empty or new run folder, found files {found}; "
-                f"choose another folder or pass overwrite=True"
-            )
-        _remove_artifacts(root)
+        found = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))[:5]
+        raise OutputExistsError(
+            f"{root}: expected an empty or new run folder, found files {found} and no "
+            "run.json; transmri never deletes files it did not write: choose another folder"
+        )
     root.mkdir(parents=True, exist_ok=True)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record = {
