@@ -61,3 +61,44 @@ def test_raised_thresholds_stop_the_page_faults_of_a_reused_buffer() -> None:
 )
 def test_an_explicit_policy_is_left_alone(env: dict[str, str]) -> None:
     assert _run("raise", **env)["applied"] is False
+
+
+# A few training steps of a small 3D CNN; print a digest of the final weights.
+_TRAIN = """
+import hashlib, sys
+import torch
+from transmri._allocator import keep_freed_memory
+if sys.argv[1] == "raise":
+    assert keep_freed_memory()
+torch.manual_seed(0)
+model = torch.nn.Sequential(
+    torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(8, 1, 3, padding=1)
+)
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+x = torch.rand(4, 1, 40, 40, 40)
+for _ in range(3):
+    loss = torch.nn.functional.mse_loss(model(x), x)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+digest = hashlib.sha256()
+for p in model.parameters():
+    digest.update(p.detach().numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_training_results_are_bit_identical_with_and_without() -> None:
+    def weights(mode: str) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        env["OMP_NUM_THREADS"] = "1"  # same reduction order in both processes
+        out = subprocess.run(
+            [sys.executable, "-c", _TRAIN, mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    assert weights("keep") == weights("raise")
