@@ -53,12 +53,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from transfer_ixi import IXI, load_ixi  # noqa: E402
+from transfer_ixi import IXI, load_ixi
 
-from transmri._atomic import atomic_write_text  # noqa: E402
-from transmri.evaluation.intervals import mean_interval  # noqa: E402
-from transmri.evaluation.transfer import paired_differences  # noqa: E402
-from transmri.evaluation.transfer_plan import TransferConfig, plan_splits  # noqa: E402
+from transmri._atomic import atomic_write_text
+from transmri.evaluation.intervals import mean_interval
+from transmri.evaluation.transfer import paired_differences
+from transmri.evaluation.transfer_plan import TransferConfig, plan_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("sex", "age_group", "age")
@@ -72,7 +72,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--data", type=Path, default=IXI, help="the IXI sample")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "zoo_ixi")
-    p.add_argument("--work", type=Path, default=None, help="preprocessing cache (default: temp)")
+    p.add_argument(
+        "--work", type=Path, default=None, help="preprocessing and feature cache (default: none)"
+    )
     p.add_argument("--size", type=int, default=96, help="deepbet input edge (voxels)")
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     p.add_argument("--n-train", type=int, nargs="+", default=[10, 20, 40, 80])
@@ -83,6 +85,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.size <= 32:
         p.error(f"--size: the deepbet encoder needs more than 32 voxels per axis, got {args.size}")
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
     if any(n < 4 for n in args.n_train):
         p.error(f"--n-train: every N must be at least 4, got {args.n_train}")
     return args
@@ -118,7 +122,9 @@ def encoder_features(encoder: object, volumes: np.ndarray, batch: int = 4) -> np
     rows = []
     with torch.no_grad():
         for start in range(0, len(volumes), batch):
-            x = torch.from_numpy(np.stack([deepbet_input(v) for v in volumes[start : start + batch]]))
+            x = torch.from_numpy(
+                np.stack([deepbet_input(v) for v in volumes[start : start + batch]])
+            )
             x = x[:, None]
             g1 = regional_features(encoder, x, grid=1)  # type: ignore[arg-type]
             g2 = regional_features(encoder, x, grid=2)  # type: ignore[arg-type]
@@ -188,7 +194,12 @@ def compute_features(args: argparse.Namespace) -> tuple[list[str], dict[str, np.
 
 # ------------------------------------------------------------------ read-outs
 def fit_predict(
-    x_fit: np.ndarray, y_fit: np.ndarray, groups: np.ndarray, x_test: np.ndarray, *, regression: bool
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    groups: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    regression: bool,
 ) -> np.ndarray:
     """Standardise, choose C (alpha) by subject-grouped CV on the fit rows, predict the test rows.
 
@@ -326,7 +337,18 @@ def target_values(target: str, table: object) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     start = time.perf_counter()
-    subjects, features, cost = compute_features(args)
+    cached = args.work / f"features_{args.size}.npz" if args.work else None
+    if cached is not None and cached.is_file():  # plain arrays, no pickle
+        with np.load(cached, allow_pickle=False) as saved:
+            subjects = [str(s) for s in saved["subjects"]]
+            features = {m: saved[f"f{i}"] for i, m in enumerate(METHODS)}
+        cost = json.loads((cached.with_suffix(".json")).read_text())
+    else:
+        subjects, features, cost = compute_features(args)
+        if cached is not None:
+            arrays = {f"f{i}": features[m] for i, m in enumerate(METHODS)}
+            np.savez(cached, subjects=np.array(subjects), **arrays)  # type: ignore[arg-type]
+            atomic_write_text(cached.with_suffix(".json"), json.dumps(cost))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"# Frozen deepbet encoder on IXI ({len(subjects)} scans, deepbet input {args.size}^3)\n")
     print(
