@@ -61,3 +61,54 @@ def test_pool_runs_refuses_two_runs_on_one_test_set(tmp_path: Path) -> None:
         pool_runs.pool([a, b])
     with pytest.raises(FileNotFoundError, match=r"comparison\.csv: not found"):
         pool_runs.pool([tmp_path / "missing"])
+
+
+def _zoo() -> ModuleType:
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return _module("zoo_ixi")
+
+
+def test_zoo_ixi_refuses_a_size_the_encoder_cannot_take(capsys: pytest.CaptureFixture[str]) -> None:
+    zoo = _zoo()
+    with pytest.raises(SystemExit):
+        zoo.parse(["--size", "32"])
+    assert "more than 32 voxels" in capsys.readouterr().err
+    assert zoo.parse(["--size", "64", "--targets", "age"]).targets == ["age"]
+
+
+def test_zoo_ixi_scores_read_outs_and_pairs_them_on_tiny_synthetic_draws() -> None:
+    import numpy as np
+    import torch
+
+    from transmri.data import ScanTable
+    from transmri.evaluation.transfer_plan import TransferConfig, plan_splits
+    from transmri.models import DeepbetEncoder
+
+    zoo = _zoo()
+    rng = np.random.default_rng(0)
+    subjects = [f"s{i:02d}" for i in range(40)]
+    labels = ["M" if i % 2 else "F" for i in range(40)]
+    frame = pd.DataFrame({"path": [f"{s}.nii.gz" for s in subjects], "subject": subjects,
+                          "label": labels, "age": rng.uniform(20, 80, 40)})  # fmt: skip
+    table = ScanTable.from_frame(frame, check_files=False)
+    y = np.array([lab == "M" for lab in labels], dtype=float)
+    signal = y[:, None] + 0.3 * rng.normal(size=(40, 3))
+    features = {"deepbet": signal, "random": rng.normal(size=(40, 3)),
+                "ridge": rng.normal(size=(40, 5)), "volume": signal[:, :1],
+                "volume + deepbet": np.concatenate([signal[:, :1], signal], axis=1)}  # fmt: skip
+    splits = plan_splits(table, TransferConfig(n_train=(10,), repeats=2, test_size=10, seed=0))
+    values = zoo.target_values("sex", table)
+    comparison = zoo.evaluate(features, subjects, splits, values, regression=False, test_set=0)
+    assert len(comparison) == 2 * len(features)
+    summary = comparison.groupby("method")["auc"].mean()
+    assert summary["deepbet"] > 0.9 > summary["random"]
+    diff = zoo.differences(comparison, "auc")
+    assert set(zip(diff["method"], diff["reference"], strict=True)) == set(zoo.DIFFERENCES)
+    assert "| deepbet - random |" in zoo.markdown(zoo.summarize(comparison, "auc"), diff, "auc")
+    ages = zoo.evaluate(features, subjects, splits, zoo.target_values("age", table),
+                        regression=True, test_set=0)  # fmt: skip
+    assert (ages["mae"] > 0).all()
+    torch.manual_seed(0)
+    feats = zoo.encoder_features(DeepbetEncoder().eval(), rng.uniform(size=(2, 40, 40, 40)))
+    assert feats.shape == (2, 256 * 9)
