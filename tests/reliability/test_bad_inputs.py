@@ -825,7 +825,9 @@ def _cli_args(command: str, kind: str, tmp: Path) -> list[str]:
         }
     elif kind == "folder with another run":
         (tmp / "runs" / "bad").mkdir(parents=True)
-        (tmp / "runs" / "bad" / "run.json").write_text('{"kind": "experiment", "name": "bad"}')
+        (tmp / "runs" / "bad" / "run.json").write_text(
+            '{"kind": "experiment", "name": "bad", "steps": {"prepare": {}}}'
+        )
     experiment = tmp / "experiment.yaml"
     experiment.write_text(text if text is not None else yaml.safe_dump(data))
     if kind == "missing file":
