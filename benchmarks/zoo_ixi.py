@@ -53,6 +53,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from linear_readouts import _volumes
 from transfer_ixi import IXI, load_ixi
 
 from transmri._atomic import atomic_write_text
@@ -93,20 +94,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------ features
-def _volumes(table: object, pre: object, cache: Path) -> dict[str, np.ndarray]:
-    from transmri.data import DataBunch
-
-    with warnings.catch_warnings():  # test_size=0: every scan in train/val
-        warnings.simplefilter("ignore")
-        data = DataBunch(table, pre, cache_dir=cache, val_size=0.15, test_size=0.0, seed=0)  # type: ignore[arg-type]
-    out = {}
-    for split in ("train", "val"):
-        dataset, subjects = data.dataset(split), data.split_table(split).subjects
-        for i in range(len(dataset)):
-            out[subjects[i]] = np.asarray(dataset.volume(i), dtype=np.float32)
-    return out
-
-
 def deepbet_input(volume: np.ndarray) -> np.ndarray:
     """deepbet's standardisation of a [0, 1] volume: ``0.226 * z + 0.449``."""
     x = np.clip(volume.astype(np.float64), 0.0, 1.0)

@@ -504,11 +504,11 @@ class ExperimentConfig:
                 f"pretrain.objective: 'vae' needs model.arch 'vae', got {self.model.arch!r}"
             )
         target = self.pretrain.contrastive_target
-        assert self.data.source is not None  # checked above
-        if target is not None and target not in self.data.source.targets:
+        source_targets = () if self.data.source is None else self.data.source.targets
+        if target is not None and target not in source_targets:
             raise ConfigError(
                 f"pretrain.contrastive_target: {target!r} must be one of "
-                f"data.source.targets {list(self.data.source.targets)}"
+                f"data.source.targets {list(source_targets)}"
             )
         if self.pretrain.objective == "mixed" and self.model.head == "regional":
             raise ConfigError(
