@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -132,18 +130,22 @@ def test_zoo_names_need_the_users_file(tmp_path: Path) -> None:
         check_encoder_ref("sfcn-age", where="experiment.yaml: pretrain.encoder")
 
 
-def test_cli_imports_and_describes(r10: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path) -> None:
+def test_cli_imports_and_describes(
+    r10: tuple[Path, dict[str, torch.Tensor]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In process: a subprocess spends ~15 s importing torch and transmri on 2 shared
+    # cores; tests/test_cli_encoder.py runs `transmri encoder` in one already.
+    from transmri.cli import main
+
+    monkeypatch.setenv("TRANSMRI_MALLOC", "default")  # leave this process's allocator alone
     out = tmp_path / "enc"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    code = (
-        "import sys; from transmri.cli import main; "
-        "sys.exit(main(sys.argv[1:]) or main(['encoder', 'info', sys.argv[-1]]))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, "encoder", "import", "medicalnet-resnet10", str(r10[0]),
-         "--out", str(out)],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert f"wrote {out / 'encoder.json'}" in done.stdout
-    assert '"zoo_name": "medicalnet-resnet10"' in done.stdout and '"parameters": 14355520' in done.stdout
+    assert main(["encoder", "import", "medicalnet-resnet10", str(r10[0]), "--out", str(out)]) == 0
+    assert main(["encoder", "info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'encoder.json'}" in printed
+    assert '"zoo_name": "medicalnet-resnet10"' in printed and '"parameters": 14355520' in printed
+    assert main(["encoder", "import", "sfcn-age", "a.p", "b.p", "--out", str(out)]) == 2
+    assert "expected sfcn-age PATH (one checkpoint file)" in capsys.readouterr().err

@@ -106,7 +106,9 @@ def _hint(task: str) -> Any:
     return hint
 
 
-def _provenance(path: Path, digest: str, task: str, head_sha: str) -> dict[str, Any]:
+def _provenance(
+    path: Path, digest: str, task: str, head_sha: str, filled: list[str]
+) -> dict[str, Any]:
     outputs, channels = SFCN_TASKS[task]
     return {
         "zoo_name": f"sfcn-{task}",
@@ -141,6 +143,7 @@ def _provenance(path: Path, digest: str, task: str, head_sha: str) -> dict[str, 
         "head_sha256": head_sha,
         "head_outputs": outputs,
         "age_bins": list(SFCN_AGE_BINS) if task == "age" else None,
+        "filled_keys": filled,
         "training_subjects_note": "unknown to transmri (UK Biobank participants, not IXI)",
     }
 
@@ -171,7 +174,9 @@ def import_sfcn(
     source = Path(path)
     state = strip_prefix(read_state_dict(source, what="SFCN state dict"))
     net = _SFCNNet(task)
-    match_state(net, state, where=str(source), hint=_hint(task), what=f"SFCN ({task} network)")
+    filled = match_state(
+        net, state, where=str(source), hint=_hint(task), what=f"SFCN ({task} network)"
+    )
     encoder: SFCNEncoder = net.__dict__["encoder"]
     digest = sha256_file(source)
     out_dir = Path(out)
@@ -187,5 +192,5 @@ def import_sfcn(
         preprocessing={},
         source=f"SFCN {task} network: UK Biobank T1w, 14,503-subject release",
         training_subjects=(),
-        provenance=_provenance(source, digest, task, head_sha),
+        provenance=_provenance(source, digest, task, head_sha, filled),
     )
