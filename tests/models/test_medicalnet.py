@@ -68,4 +68,8 @@ def test_layer_groups_cover_the_stem_and_feed_regional_features() -> None:
     assert features.shape == (2, (64 + 64 + 128 + 256 + 512) * 8)
     clone = copy.deepcopy(enc)
     assert clone.layer_groups()[0].conv1 is clone.conv1 is not enc.conv1
-    assert build_model(enc.config).config == {"name": "medicalnet_resnet", "depth": 10, "shortcut": "B"}
+    assert build_model(enc.config).config == {
+        "name": "medicalnet_resnet",
+        "depth": 10,
+        "shortcut": "B",
+    }

@@ -37,5 +37,8 @@ def test_code_shape_of_the_mni_crop_and_a_tiny_volume() -> None:
         assert enc(torch.randn(1, 1, 32, 40, 32)).shape == (1, 64, 1, 1, 1)
     with pytest.raises(ValueError, match="at least 32 needed for 5 pooling steps"):
         enc(torch.randn(1, 1, 16, 32, 32))
-    assert build_model(enc.config).config == {"name": "sfcn_encoder", "channels": [28, 58, 128, 256, 256, 64]}
+    assert build_model(enc.config).config == {
+        "name": "sfcn_encoder",
+        "channels": [28, 58, 128, 256, 256, 64],
+    }
     assert len(enc.layer_groups()) == 6

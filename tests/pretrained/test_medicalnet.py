@@ -95,7 +95,9 @@ class _RunsCode:
 def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "was_run"
     evil = tmp_path / "resnet_10.pth"
-    torch.save({"state_dict": {"module.conv1.weight": torch.zeros(1)}, "x": _RunsCode(marker)}, evil)
+    torch.save(
+        {"state_dict": {"module.conv1.weight": torch.zeros(1)}, "x": _RunsCode(marker)}, evil
+    )
     with pytest.raises(CheckpointError, match=r"resnet_10\.pth: refused: .* asks to call") as info:
         import_medicalnet(evil, 10, tmp_path / "enc")
     assert "weights_only=False" not in str(info.value) and "makedirs" in str(info.value)

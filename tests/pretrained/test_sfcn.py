@@ -17,7 +17,7 @@ from transmri.training.encoder_io import load_encoder
 
 
 def _original(channels: tuple[int, ...], outputs: int, seed: int) -> OrderedDict[str, torch.Tensor]:
-    """A DataParallel SFCN state dict: ``module.feature_extractor.*``, ``module.classifier.conv_6.*``."""
+    """A DataParallel SFCN state dict: ``module.feature_extractor.*`` + ``.classifier.conv_6.*``."""
     gen = torch.Generator().manual_seed(seed)
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, value in SFCNEncoder(channels=channels).state_dict().items():
@@ -49,7 +49,11 @@ def test_age_network_round_trip_and_card(tmp_path: Path) -> None:
     assert torch.equal(head["conv_6.weight"], original["module.classifier.conv_6.weight"])
     prov = card["provenance"]
     assert prov["zoo_name"] == "sfcn-age" and "14,503-subject release" in prov["trained_on"]
-    assert "12,949 training subjects" in prov["trained_on"] and prov["age_bins"] == [42.0, 82.0, 1.0]
+    assert "12,949 training subjects" in prov["trained_on"] and prov["age_bins"] == [
+        42.0,
+        82.0,
+        1.0,
+    ]
     assert prov["expected_input"]["voxel_size_mm"] == [1.0, 1.0, 1.0]
     assert "divided by its mean" in prov["expected_input"]["intensity"]
     assert card["input_shape"] == [160, 192, 160] and prov["licence"].startswith("MIT")
@@ -66,11 +70,13 @@ def test_sex_file_as_age_names_shapes_and_suggests_sex(tmp_path: Path) -> None:
         import_sfcn(path, out, "age")
     text = str(info.value)
     assert "do not fit SFCN (age network)" in text
-    assert "feature_extractor.conv_0.0.weight: file (28, 1, 3, 3, 3), model (32, 1, 3, 3, 3)" in text
+    assert (
+        "feature_extractor.conv_0.0.weight: file (28, 1, 3, 3, 3), model (32, 1, 3, 3, 3)" in text
+    )
     assert text.endswith("are those of the sex network: import it as sfcn-sex")
     assert not out.exists()
     # without the batch-norm counters (files saved before PyTorch 0.4.1) it imports as sex
     card = import_encoder("sfcn-sex", out, source=path)
-    encoder, loaded = load_encoder(card)
+    _, loaded = load_encoder(card)
     assert loaded["architecture"]["channels"] == list(SFCN_SEX_CHANNELS)
     assert loaded["model"] == {"name": "sfcn_network", "task": "sex", "outputs": 2}

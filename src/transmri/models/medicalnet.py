@@ -106,7 +106,13 @@ class _BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_channels: int, planes: int, *, stride: int, dilation: int, downsample: nn.Module | None
+        self,
+        in_channels: int,
+        planes: int,
+        *,
+        stride: int,
+        dilation: int,
+        downsample: nn.Module | None,
     ) -> None:
         super().__init__()
         self.conv1 = _conv3(in_channels, planes, stride=stride, dilation=dilation)
@@ -128,7 +134,13 @@ class _Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_channels: int, planes: int, *, stride: int, dilation: int, downsample: nn.Module | None
+        self,
+        in_channels: int,
+        planes: int,
+        *,
+        stride: int,
+        dilation: int,
+        downsample: nn.Module | None,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv3d(in_channels, planes, 1, bias=False)
@@ -208,7 +220,9 @@ class MedicalNetEncoder(nn.Module):
             downsample = None
             if stride != 1 or channels != out_channels:
                 downsample = _shortcut(self.shortcut, channels, out_channels, stride)
-            stage = [block(channels, planes, stride=stride, dilation=dilation, downsample=downsample)]
+            stage = [
+                block(channels, planes, stride=stride, dilation=dilation, downsample=downsample)
+            ]
             stage += [
                 block(out_channels, planes, stride=1, dilation=dilation, downsample=None)
                 for _ in range(1, count)

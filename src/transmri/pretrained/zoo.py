@@ -130,8 +130,8 @@ def check_encoder_ref(
     Raises:
         ConfigError: neither a zoo name (the known ones are listed) nor an
             existing path; a zoo name whose checkpoint the user provides
-            (:data:`USER_CHECKPOINTS`: convert it first); a folder or card that lacks one of the two files
-            (the missing one is named).
+            (:data:`USER_CHECKPOINTS`: convert it first); a folder or card
+            that lacks one of the two files (the missing one is named).
         ImportError: a zoo encoder whose package is not installed and that was
             never converted (the message names the extra).
     """

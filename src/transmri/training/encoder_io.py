@@ -296,7 +296,9 @@ def check_compatibility(
         )
 
 
-def _check_voxel_size(provenance: Mapping[str, Any], voxel_size: Sequence[float], where: str) -> None:
+def _check_voxel_size(
+    provenance: Mapping[str, Any], voxel_size: Sequence[float], where: str
+) -> None:
     expected_input = provenance.get("expected_input")
     expected = expected_input.get("voxel_size_mm") if isinstance(expected_input, Mapping) else None
     if not isinstance(expected, list | tuple) or len(expected) != len(voxel_size):
