@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from transmri.models import MedicalNetEncoder, build_model, regional_features
+from transmri.models import EncoderClassifier, MedicalNetEncoder, build_model, regional_features
 from transmri.models.medicalnet import _ZeroPadShortcut
 
 
@@ -73,3 +73,6 @@ def test_layer_groups_cover_the_stem_and_feed_regional_features() -> None:
         "depth": 10,
         "shortcut": "B",
     }
+    head = EncoderClassifier(enc, 2, head="regional", input_shape=(16, 16, 16)).eval()
+    with torch.no_grad():
+        assert head(torch.randn(2, 1, 16, 16, 16))["logits"].shape == (2, 2)
