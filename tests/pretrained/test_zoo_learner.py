@@ -1,4 +1,4 @@
-"""MedicalNet and SFCN encoders in the Learner: freezing, groups, rates, recipes, card checks."""
+"""MedicalNet and SFCN encoders in the Learner: freezing, groups, rates, recipes, saliency."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from transmri.data import DataBunch, PreprocessConfig, ScanTable
+from transmri.evaluation.saliency import gradient_map
 from transmri.models import MedicalNetEncoder, SFCNEncoder
 from transmri.pretrained import import_medicalnet, import_sfcn
 from transmri.training import create_classifier_from_encoder
@@ -58,6 +59,10 @@ def test_medicalnet_freezing_groups_and_rates(
     assert torch.equal(after["conv1.weight"], before["conv1.weight"])
     assert torch.equal(after["bn1.running_mean"], before["bn1.running_mean"])
     assert not torch.equal(after["layer1.0.conv1.weight"], before["layer1.0.conv1.weight"])
+    codes, _, subjects = learner.encode_data("test")  # embeddings
+    assert codes.shape == (len(subjects), 512)
+    saliency = gradient_map(learner.model, torch.randn(16, 16, 16))
+    assert saliency.shape == (16, 16, 16) and float(saliency.max()) > 0
 
 
 def test_sfcn_with_lpft_and_default_recipes_and_voxel_warning(
