@@ -434,9 +434,7 @@ class Learner(LearnerPlots):
             for frozen in range(len(self._layer_groups()) - 2, 0, -1):
                 if done == epochs_unfrozen:
                     break
-                stages.append(
-                    (f"gradual{frozen}", lambda k=frozen: self.freeze_to(k), 1, lr_mult)
-                )
+                stages.append((f"gradual{frozen}", lambda k=frozen: self.freeze_to(k), 1, lr_mult))
                 done += 1
         if epochs_unfrozen - done > 0:
             stages.append(("unfrozen", self.unfreeze, epochs_unfrozen - done, lr_mult))
