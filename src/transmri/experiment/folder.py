@@ -27,9 +27,13 @@ from transmri.errors import DataFormatError, OutputExistsError
 __all__ = [
     "EXPERIMENT_ARTIFACTS",
     "EXPERIMENT_PATTERNS",
+    "STEP_ARTIFACTS",
+    "STEP_DEPENDENTS",
     "check_run_folder",
     "config_identity",
     "environment",
+    "finished_steps",
+    "forget_steps",
     "open_run_folder",
     "read_run_json",
     "record_step",
@@ -67,6 +71,32 @@ EXPERIMENT_PATTERNS: tuple[str, ...] = (
     "predictions_*.csv",
     "metrics_*.json",
 )
+
+
+#: What each step writes into the run folder (names and top-level patterns);
+#: ``restart`` removes a step's entries, and nothing else, before it runs again.
+#: The cache, the scan tables and ``data_stats.csv`` are kept (rewritten in place).
+STEP_ARTIFACTS: dict[str, tuple[str, ...]] = {
+    "prepare": (),
+    "pretrain": ("pretrain", "figures/pretraining_curves.png"),
+    "finetune": ("finetune", "history.csv"),
+    "evaluate": ("predictions_test.csv", "metrics_test.json"),
+    "embed": ("embed", "embeddings_*.csv", "embeddings_*.npy"),
+    "compare": ("compare", "comparison.csv", "summary.csv", "differences.csv"),
+    "report": ("report.html",),
+}
+
+#: The steps whose results use a step's output: restarting the step forgets them too
+#: (a fine-tuned model of the old encoder must not survive a new pretraining).
+STEP_DEPENDENTS: dict[str, tuple[str, ...]] = {
+    "prepare": (),
+    "pretrain": ("finetune", "evaluate", "embed", "compare", "report"),
+    "finetune": ("evaluate", "embed", "report"),
+    "evaluate": ("report",),
+    "embed": ("report",),
+    "compare": ("report",),
+    "report": (),
+}
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -251,3 +281,38 @@ def record_step(run_dir: Path, step: str, summary: Mapping[str, Any]) -> None:
     steps[step] = {"finished": finished, "torch_threads": _torch_threads(), **dict(summary)}
     run["steps"] = steps
     write_text(run_dir / "run.json", json.dumps(run, indent=2, default=str) + "\n")
+
+
+def finished_steps(run_dir: Path) -> dict[str, Any]:
+    """The steps ``run.json`` records as finished (name -> summary); empty for a new folder."""
+    if not (run_dir / "run.json").is_file():
+        return {}
+    steps = read_run_json(run_dir).get("steps", {})
+    return dict(steps) if isinstance(steps, dict) else {}
+
+
+def forget_steps(run_dir: Path, steps: tuple[str, ...] | list[str]) -> list[str]:
+    """Remove what ``steps`` and their dependents wrote, and their records in ``run.json``.
+
+    Only the entries of :data:`STEP_ARTIFACTS` are removed: a user's own files
+    in the run folder stay.
+
+    Returns:
+        The steps forgotten (``steps`` and their dependents, in :data:`STEP_ARTIFACTS` order).
+    """
+    wanted = set(steps) | {d for s in steps for d in STEP_DEPENDENTS.get(s, ())}
+    forgotten = [s for s in STEP_ARTIFACTS if s in wanted]
+    for step in forgotten:
+        for entry in STEP_ARTIFACTS[step]:
+            for target in run_dir.glob(entry) if "*" in entry else [run_dir / entry]:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.exists() or target.is_symlink():
+                    target.unlink()
+    if (run_dir / "run.json").is_file():
+        run = read_run_json(run_dir)
+        kept = {k: v for k, v in dict(run.get("steps", {})).items() if k not in wanted}
+        if kept != run.get("steps", {}):
+            run["steps"] = kept
+            write_text(run_dir / "run.json", json.dumps(run, indent=2, default=str) + "\n")
+    return forgotten

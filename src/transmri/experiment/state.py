@@ -21,6 +21,8 @@ from transmri.experiment.files import dump_experiment
 from transmri.experiment.folder import (
     check_run_folder,
     config_identity,
+    finished_steps,
+    forget_steps,
     open_run_folder,
     write_text,
 )
@@ -52,6 +54,13 @@ class ExperimentState:
         overwrite: replace another experiment found in the run folder.
         progress: show progress bars.
         log: called with one line per finished step (default: ignore).
+        restart: train every step run from scratch: first remove what that
+            step (and the steps using its results) wrote in an earlier,
+            possibly interrupted run. By default a step finished before is
+            skipped and an interrupted training step resumes from its
+            ``checkpoints/last.pt``.
+        note: called with one line when a step is skipped or resumed (the
+            CLI prints it on stderr; default: ``log``).
     """
 
     def __init__(
@@ -61,12 +70,17 @@ class ExperimentState:
         overwrite: bool = False,
         progress: bool = False,
         log: Callable[[str], None] | None = None,
+        restart: bool = False,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.config = self._resolved(config)
         self.run_dir = self.config.run_dir
         self.overwrite = overwrite
         self.progress = progress
         self.log = log or (lambda line: None)
+        self.restart = restart
+        self.note = note or self.log
+        self._restarted: set[str] = set()
         self.identity = config_identity(self.config.to_dict())
         self._opened = False
         self._tables: dict[str, ScanTable] = {}
@@ -117,6 +131,19 @@ class ExperimentState:
             )
             self._opened = True
         return self.run_dir
+
+    def _begin(self, step: str) -> dict[str, Any] | None:
+        """Open the folder for ``step``; its record in ``run.json`` if it finished before.
+
+        With ``restart`` (once per step and instance) the step's files and
+        those of its dependents are removed first, so ``None`` is returned.
+        """
+        self.open()
+        if self.restart and step not in self._restarted:
+            forgotten = forget_steps(self.run_dir, [step])
+            self._restarted.update(forgotten)
+            self.note(f"{step}: --restart: starting over (forgot {', '.join(forgotten)})")
+        return finished_steps(self.run_dir).get(step)
 
     @property
     def cache_dir(self) -> Path:
