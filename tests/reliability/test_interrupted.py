@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.reliability import _jobs
-from tests.reliability._helpers import kill_when, run, start, temp_files, tiny_cohort
+from tests.reliability._helpers import kill_when, start, temp_files, tiny_cohort
 from transmri.data.cache import STALE_TEMP_SECONDS, VolumeCache
 from transmri.data.preprocess import PreprocessConfig, preprocess_scan
 from transmri.data.table import ScanTable
@@ -208,8 +208,11 @@ def _tiny_experiment(root: Path) -> Path:
           preprocessing: {{target_shape: [16, 16, 16]}}
         model: {{arch: cae, channels: [4, 8]}}
         pretrain: {{objective: autoencoder, epochs: {CLI_EPOCHS["pretrain"]}, batch_size: 4}}
-        finetune: {{epochs_frozen: {CLI_EPOCHS["frozen"]}, epochs_unfrozen: {CLI_EPOCHS["unfrozen"]},
-                   batch_size: 4, lr: 0.003}}
+        finetune:
+          epochs_frozen: {CLI_EPOCHS["frozen"]}
+          epochs_unfrozen: {CLI_EPOCHS["unfrozen"]}
+          batch_size: 4
+          lr: 0.003
         evaluation: {{methods: [], embeddings: false, report: false, n_boot: 10}}
     """
     path = root / "experiment.yaml"

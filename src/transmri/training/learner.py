@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -434,7 +435,9 @@ class Learner(LearnerPlots):
             for frozen in range(len(self._layer_groups()) - 2, 0, -1):
                 if done == epochs_unfrozen:
                     break
-                stages.append((f"gradual{frozen}", lambda k=frozen: self.freeze_to(k), 1, lr_mult))
+                stages.append(
+                    (f"gradual{frozen}", functools.partial(self.freeze_to, frozen), 1, lr_mult)
+                )
                 done += 1
         if epochs_unfrozen - done > 0:
             stages.append(("unfrozen", self.unfreeze, epochs_unfrozen - done, lr_mult))
