@@ -1,10 +1,18 @@
 """The experiment's run folder: one experiment per folder, never two mixed.
 
 A folder is identified by the sha256 of the resolved experiment config
-(``output`` aside). Reusing a folder for the same config is how separate step
-commands (``transmri pretrain`` then ``transmri finetune``) share one run;
-a folder holding another experiment is refused unless ``overwrite``, which
-first removes the earlier experiment's files (only the names in
+(``output`` aside) with no absolute path of the run folder in it, so that a
+copied or moved run folder (``cp -r``, ``mv``) is the same run: paths inside
+the run folder are taken relative to it, the cache's location is left out
+(its entries are content-addressed) and input data are fingerprinted by
+content (:func:`path_fingerprint`), not by where they lie. Keys that only
+extend the comparison (:data:`EXTENSION_KEYS`) are left out too: adding
+methods, ``N`` values or repeats computes only the new rows.
+
+Reusing a folder for the same config is how separate step commands
+(``transmri pretrain`` then ``transmri finetune``) share one run; a folder
+holding another experiment is refused unless ``overwrite``, which first
+removes the earlier experiment's files (only the names in
 :data:`EXPERIMENT_ARTIFACTS` and :data:`EXPERIMENT_PATTERNS`). A folder that
 is not a transmri run (no readable ``run.json`` of transmri's) but holds files
 is refused even with ``overwrite``: nothing of a user's is ever deleted.
@@ -27,6 +35,7 @@ from transmri.errors import DataFormatError, OutputExistsError
 __all__ = [
     "EXPERIMENT_ARTIFACTS",
     "EXPERIMENT_PATTERNS",
+    "EXTENSION_KEYS",
     "STEP_ARTIFACTS",
     "STEP_DEPENDENTS",
     "check_run_folder",
@@ -35,6 +44,7 @@ __all__ = [
     "finished_steps",
     "forget_steps",
     "open_run_folder",
+    "path_fingerprint",
     "read_run_json",
     "record_step",
     "write_bytes",
@@ -116,8 +126,50 @@ def write_text(path: Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+#: ``evaluation`` keys left out of the identity: changing them adds rows to
+#: the comparison (``transfer_curve`` measures only the missing ones) and
+#: changes nothing else: the held-out test subjects, hence the pretraining
+#: set and the fine-tuning split, do not depend on them.
+EXTENSION_KEYS: tuple[str, ...] = ("methods", "n_train", "repeats")
+
+
+def path_fingerprint(path: Path, *, skip: tuple[Path, ...] = ()) -> str:
+    """What an input file or folder holds, wherever it lies (for run identities).
+
+    A file: the sha256 of its bytes (a scan table, a mask, a demographics
+    sheet). A folder (a BIDS, IXI or ADNI root, an encoder folder): the
+    sha256 of the relative names and sizes of its files (hidden ones and the
+    folders in ``skip`` left out), which needs no read of the scans.
+    """
+    digest = hashlib.sha256()
+    if path.is_file():
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return f"file:{digest.hexdigest()[:16]}"
+    if not path.is_dir():
+        return f"missing:{path.name}"
+    skipped = {os.path.realpath(s) for s in skip}
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) not in skipped
+        )
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            full = os.path.join(root, name)
+            try:
+                size = os.stat(full).st_size
+            except OSError:  # a dangling link: its name still counts
+                size = -1
+            digest.update(f"{os.path.relpath(full, path)}\t{size}\n".encode())
+    return f"folder:{digest.hexdigest()[:16]}"
+
+
 def config_identity(config: Mapping[str, Any]) -> str:
-    """sha256 (hex, 16 digits) of a resolved config without its ``output`` key."""
+    """sha256 (hex, 16 digits) of a config without its ``output`` key."""
     body = {k: v for k, v in config.items() if k != "output"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -147,8 +199,13 @@ def _is_run(previous: Mapping[str, Any]) -> bool:
     return isinstance(previous.get("kind"), str)
 
 
-def check_run_folder(run_dir: Path, identity: str, *, overwrite: bool) -> None:
+def check_run_folder(
+    run_dir: Path, identity: str, *, overwrite: bool, legacy: str | None = None
+) -> None:
     """Refuse ``run_dir`` if it holds another run or a user's files (nothing is written here).
+
+    ``legacy``: the identity an older transmri gave this config (absolute
+    paths); a folder holding it is the same run.
 
     Raises:
         OutputExistsError: ``run_dir`` is a file; holds files but is not a
@@ -177,7 +234,7 @@ def check_run_folder(run_dir: Path, identity: str, *, overwrite: bool) -> None:
         return
     if overwrite:
         return
-    if previous.get("kind") == "experiment" and previous.get("identity") == identity:
+    if previous.get("kind") == "experiment" and previous.get("identity") in (identity, legacy):
         return
     if previous.get("kind") == "experiment" and not previous.get("steps"):
         # No step ever finished (a run that failed on its data): nothing to
@@ -216,16 +273,21 @@ def open_run_folder(
     config: Mapping[str, Any],
     resolved_yaml: str,
     overwrite: bool,
+    legacy: str | None = None,
 ) -> Path:
-    """Create (or accept) the run folder and write ``run.json`` and ``experiment.resolved.yaml``."""
-    check_run_folder(run_dir, identity, overwrite=overwrite)
+    """Create (or accept) the run folder and write ``run.json`` and ``experiment.resolved.yaml``.
+
+    A folder recorded under the ``legacy`` identity is the same run; it is
+    recorded under ``identity`` from now on.
+    """
+    check_run_folder(run_dir, identity, overwrite=overwrite, legacy=legacy)
     previous: dict[str, Any] = {}
     if (run_dir / "run.json").is_file():
         try:
             previous = read_run_json(run_dir)
         except DataFormatError:
             previous = {}
-    if previous.get("identity") != identity and run_dir.is_dir():
+    if previous.get("identity") not in (identity, legacy) and run_dir.is_dir():
         _remove_artifacts(run_dir)
         previous = {}
     run_dir.mkdir(parents=True, exist_ok=True)
