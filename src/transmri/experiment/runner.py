@@ -2,7 +2,10 @@
 
 Each step reads what earlier steps left in the run folder, so every step can
 also run alone in a new process (``transmri pretrain exp.yaml`` then
-``transmri finetune exp.yaml``). The run folder::
+``transmri finetune exp.yaml``). Running a step again skips it if it
+finished (``pretrain``, ``finetune``; ``compare`` measures only missing rows)
+and resumes an interrupted training step from its ``checkpoints/last.pt``;
+``restart=True`` starts over (see ``docs/resume.md``). The run folder::
 
     RUN_DIR/
       run.json                  kind "experiment", name, synthetic, identity, steps, config

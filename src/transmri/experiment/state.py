@@ -9,6 +9,7 @@ and validation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -84,9 +85,6 @@ class ExperimentState:
         self.restart = restart
         self.note = note or self.log
         self._restarted: set[str] = set()
-        self.identity = config_identity(self._identity_body())
-        # What transmri <= 0.x recorded (absolute paths): the same run.
-        self._legacy_identity = config_identity(self.config.to_dict())
         self._opened = False
         self._tables: dict[str, ScanTable] = {}
         self._target_data: DataBunch | None = None
@@ -108,6 +106,16 @@ class ExperimentState:
         if given is not None and given.exists():  # a folder, not a zoo name: made absolute
             pretrain = dataclasses.replace(pretrain, encoder=str(given))
         return dataclasses.replace(config, data=data, pretrain=pretrain, output=str(config.run_dir))
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """The run folder's identity (computed on first use: it reads the input tables)."""
+        return config_identity(self._identity_body())
+
+    @property
+    def _legacy_identity(self) -> str:
+        """What older versions recorded for this config (absolute paths): the same run."""
+        return config_identity(self.config.to_dict())
 
     def _identity_body(self) -> dict[str, Any]:
         """The resolved config, free of where the run folder and the data lie.
