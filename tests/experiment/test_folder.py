@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import warnings
@@ -109,3 +110,17 @@ def test_identity_has_no_run_folder_path_and_fingerprints_the_data(tmp_path: Pat
     (tmp_path / "a").mkdir(exist_ok=True)
     (tmp_path / "a" / "run.json").write_text("{}")
     assert path_fingerprint(tmp_path, skip=(tmp_path / "a",)) == folder  # the run folder skipped
+
+
+def test_a_folder_of_an_older_version_is_still_the_same_run(project: Path) -> None:
+    experiment = _experiment(project / "experiment.yaml", [])
+    run_dir = experiment.run_dir
+    run_dir.mkdir(parents=True)
+    old = {"kind": "experiment", "name": "tiny", "steps": {"prepare": {}},
+           "identity": experiment._legacy_identity}  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(old))
+    (run_dir / "metrics_test.json").write_text("{}")
+    experiment.open()  # accepted, nothing removed, recorded under the new identity
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["identity"] == experiment.identity != experiment._legacy_identity
+    assert run["steps"] == {"prepare": {}} and (run_dir / "metrics_test.json").is_file()
