@@ -158,10 +158,19 @@ def _write_json(path: Path, data: Any) -> Path:
 
 
 def _identity(
-    target: ScanTable, config: TransferConfig, preprocessing: PreprocessConfig, card: Any
+    target: ScanTable,
+    config: TransferConfig,
+    preprocessing: PreprocessConfig,
+    card: Any,
+    *,
+    by_path: bool = False,
 ) -> dict[str, Any]:
     settings = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE}
-    rows = sorted(zip(target.paths, target.frame["label"].astype(str), target.subjects))
+    # Scans by content (the cache's keys), not by location: a copied or moved
+    # benchmark folder (with its data) resumes. ``by_path``: the older identity.
+    cache = VolumeCache(Path("."), preprocessing)  # keys only; nothing is read or written
+    scans = target.paths if by_path else map(cache.key, target.paths, target.masks)
+    rows = sorted(zip(scans, target.frame["label"].astype(str), target.subjects))
     return {
         "config": settings,
         "preprocessing": preprocessing.fingerprint(),
@@ -170,12 +179,14 @@ def _identity(
     }
 
 
-def _prepare_folder(out: Path, identity: dict[str, Any], *, overwrite: bool) -> None:
+def _prepare_folder(
+    out: Path, identity: dict[str, Any], *, overwrite: bool, legacy: dict[str, Any] | None = None
+) -> None:
     """Accept a folder of the same benchmark (to resume), refuse another unless ``overwrite``."""
     manifest = out / "transfer.json"
     if manifest.is_file():
         before = json.loads(manifest.read_text(encoding="utf-8")).get("identity")
-        if before == identity:
+        if before in (identity, legacy):
             return
         if not overwrite:
             diffs = [k for k in identity if (before or {}).get(k) != identity[k]]
@@ -328,7 +339,8 @@ def transfer_curve(
 
     out = Path(out_dir)
     identity = _identity(target, config, preprocessing, card)
-    _prepare_folder(out, identity, overwrite=overwrite)
+    legacy = _identity(target, config, preprocessing, card, by_path=True)
+    _prepare_folder(out, identity, overwrite=overwrite, legacy=legacy)
     _write_manifests(out, identity, target, config, preprocessing, encoder_path, card, splits)
 
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
