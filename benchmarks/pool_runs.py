@@ -21,13 +21,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from transmri._files import atomic_write_text
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
 from transmri.evaluation.transfer import paired_differences
 
@@ -79,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("differences", differences),
         ("per_test_set", per_test.reset_index()),
     ):
-        tmp = args.out / f".{name}.csv.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, args.out / f"{name}.csv")
+        atomic_write_text(args.out / f"{name}.csv", frame.to_csv(index=False))
     plot_learning_curve(combined, metric="auc", path=args.out / "learning_curve_auc.png")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(f"mean test AUC per test set ({combined['run'].nunique()} runs)")

@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from transmri._files import atomic_write_text
 from transmri.data import DataBunch, PreprocessConfig, ScanTable
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
 from transmri.evaluation.transfer import paired_differences, transfer_curve
@@ -394,9 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

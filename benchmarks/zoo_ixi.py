@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from linear_readouts import _volumes
 from transfer_ixi import IXI, load_ixi
 
-from transmri._atomic import atomic_write_text
+from transmri._files import atomic_write_text
 from transmri.evaluation.intervals import mean_interval
 from transmri.evaluation.transfer import paired_differences
 from transmri.evaluation.transfer_plan import TransferConfig, plan_splits

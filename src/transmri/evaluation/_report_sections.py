@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from transmri._files import FIGURE_DPI
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import FIGURE_DPI
 from transmri.evaluation.intervals import (
     COUNT_COLUMNS,
     PROPORTION_COLUMNS,

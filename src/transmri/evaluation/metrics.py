@@ -30,9 +30,9 @@ import pandas as pd
 import torch
 from scipy.stats import rankdata
 
+from transmri._files import atomic_write_text
 from transmri._validation import check_existing_file, check_fraction, check_positive_int
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import atomic_write_text
 
 __all__ = [
     "METRIC_NAMES",

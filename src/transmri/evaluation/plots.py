@@ -2,7 +2,7 @@
 
 Every function takes plain data (arrays, frames), returns a
 :class:`matplotlib.figure.Figure` and, when ``path`` is given, saves it as a
-PNG at :data:`~transmri.evaluation._files.FIGURE_DPI` (temp file, then
+PNG at :data:`~transmri._files.FIGURE_DPI` (temp file, then
 rename). Figures are built with the object-oriented API and are never
 registered with ``pyplot``: nothing stays open in a global figure list, and a
 caller may keep, save again or drop the returned figure.
@@ -27,9 +27,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from transmri._files import save_figure
 from transmri._validation import check_fraction, check_positive_int
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import save_figure
 from transmri.evaluation.intervals import (
     COUNT_COLUMNS,
     PROPORTION_COLUMNS,

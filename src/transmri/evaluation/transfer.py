@@ -49,11 +49,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from transmri._files import atomic_write_text
 from transmri._validation import check_fraction
 from transmri._version import __version__
 from transmri.data import DataBunch, PreprocessConfig, ScanTable, VolumeCache
 from transmri.errors import ConfigError, DataFormatError, OutputExistsError
-from transmri.evaluation._files import atomic_write_text
 from transmri.evaluation.intervals import clip_interval, difference_range
 from transmri.evaluation.metrics import classification_metrics
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
