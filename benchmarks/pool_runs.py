@@ -7,7 +7,7 @@ several seeds measures it. This script concatenates their
 ``comparison.csv`` files (same methods, same ``N``), prints the mean AUC of
 every method per test set and pooled, and the paired differences to the
 references over every (test set, repeat) pair
-(:func:`~transmri.evaluation.transfer.paired_differences` pairs within a
+(:func:`~transmri.evaluation.comparison.paired_differences` pairs within a
 test set).
 
 Writes ``comparison.csv``, ``summary.csv``, ``differences.csv``,
@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from transmri._files import atomic_write_text
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
-from transmri.evaluation.transfer import paired_differences
 
 
 def pool(folders: Sequence[Path]) -> pd.DataFrame:

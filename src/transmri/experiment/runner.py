@@ -266,7 +266,7 @@ class Experiment(ExperimentState):
 
     def compare(self) -> Any:
         """The transfer benchmark (``transfer_curve``) on the target; writes ``comparison.csv``."""
-        from transmri.evaluation.transfer import transfer_curve
+        from transmri.transfer.curve import transfer_curve
 
         self.open()
         result = transfer_curve(
