@@ -313,3 +313,12 @@ def test_the_built_in_methods_are_a_plain_table() -> None:
         "finetune", "linear_probe", "regional_probe", "regional_random",
         "lpft", "l2sp", "llrd", "default",
     ]  # fmt: skip
+
+
+def test_a_moved_name_says_where_it_lives_now() -> None:
+    import transmri.evaluation
+
+    with pytest.raises(ImportError, match=r"moved to transmri\.transfer\.transfer_curve"):
+        transmri.evaluation.transfer_curve  # noqa: B018
+    with pytest.raises(ImportError, match=r"moved to transmri\.transfer\.TransferConfig"):
+        from transmri.evaluation import TransferConfig  # noqa: F401

@@ -57,3 +57,32 @@ __all__ = [
     "summarize_comparison",
     "write_metrics",
 ]
+
+# Names that moved to transmri.transfer (issue 18); importing them from here
+# would make evaluation import the training stage again.
+_MOVED_TO_TRANSFER = frozenset(
+    {
+        "COMPARISON_COLUMNS",
+        "MethodContext",
+        "MethodResult",
+        "TransferConfig",
+        "TransferResult",
+        "TransferSplit",
+        "available_methods",
+        "held_out_subjects",
+        "plan_splits",
+        "register_method",
+        "transfer_curve",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    """Tell where a moved name lives now (an ImportError: ``from ... import`` keeps its text)."""
+    if name in _MOVED_TO_TRANSFER:
+        raise ImportError(
+            f"transmri.evaluation.{name} moved to transmri.transfer.{name}: "
+            f"use 'from transmri.transfer import {name}' (or transmri.{name} where the "
+            "package exports it)"
+        )
+    raise AttributeError(f"module 'transmri.evaluation' has no attribute {name!r}")
