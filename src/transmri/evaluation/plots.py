@@ -37,7 +37,7 @@ from transmri.evaluation.intervals import (
     mean_interval,
     wilson_interval,
 )
-from transmri.evaluation.metrics import encode_labels
+from transmri.evaluation.metrics import binary_auc, classification_auc, encode_labels
 
 __all__ = [
     "orthogonal_slices",
@@ -457,9 +457,11 @@ def plot_roc(
 ) -> Figure:
     """ROC curve(s) with AUC: of ``classes[1]`` if binary, one-vs-rest per class otherwise.
 
-    A class without positive or negative samples has no curve; the legend says so.
+    A class without positive or negative samples has no curve; the legend says
+    so. With more than two classes the title gives their mean, the AUC of
+    :func:`~transmri.evaluation.metrics.classification_auc`.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
 
     y = encode_labels(y_true, classes)
     p = np.asarray(proba, dtype=np.float64)
@@ -478,8 +480,10 @@ def plot_roc(
             ax.plot([], [], label=f"{name}: undefined (one class only)")
             continue
         fpr, tpr, _ = roc_curve(positive, p[:, c])
-        auc = roc_auc_score(positive, p[:, c])
+        auc = binary_auc(positive, p[:, c])
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    if k > 2:  # the macro mean of the curves' AUCs, as metrics_<split>.json reports it
+        ax.set_title(f"one-vs-rest macro AUC {classification_auc(y, p):.3f}", fontsize=10)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("false positive rate (1 - specificity)")
     ax.set_ylabel("true positive rate (sensitivity)")
