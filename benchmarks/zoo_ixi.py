@@ -28,7 +28,7 @@ box, dilated by 2 voxels); brain volume stays the native mask's (head size).
 Targets: ``sex``, ``age_group`` (young < 40 vs old >= 60) and ``age``
 (regression on the sex table's draws, MAE in years). Draws: the three test
 sets of ``transfer_ixi.py --seed 0, 1, 2`` (50 subjects each) x 5 training
-draws per ``N`` (:func:`transmri.evaluation.transfer_plan.plan_splits`);
+draws per ``N`` (:func:`transmri.transfer.plan_splits`);
 each draw's training and validation scans are the training set. Logistic
 regression (classification) or ridge regression (age) on standardised
 features, C / alpha by subject-grouped CV on the training draw only. Reports
@@ -66,10 +66,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from linear_readouts import _volumes
 from transfer_ixi import IXI, load_ixi
 
-from transmri._atomic import atomic_write_text
+from transmri._files import atomic_write_text
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.intervals import mean_interval
-from transmri.evaluation.transfer import paired_differences
-from transmri.evaluation.transfer_plan import TransferConfig, plan_splits
+from transmri.transfer import TransferConfig, plan_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("sex", "age_group", "age")

@@ -82,8 +82,8 @@ def test_zoo_ixi_scores_read_outs_and_pairs_them_on_tiny_synthetic_draws() -> No
     import torch
 
     from transmri.data import ScanTable
-    from transmri.evaluation.transfer_plan import TransferConfig, plan_splits
     from transmri.models import DeepbetEncoder
+    from transmri.transfer import TransferConfig, plan_splits
 
     zoo = _zoo()
     rng = np.random.default_rng(0)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from transmri._files import atomic_write_bytes
 from transmri._version import __version__
 from transmri.errors import DataFormatError, OutputExistsError
 
@@ -111,14 +111,7 @@ STEP_DEPENDENTS: dict[str, tuple[str, ...]] = {
 
 def write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` through a temp file and a rename (no half-written file is ever seen)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def write_text(path: Path, text: str) -> Path:

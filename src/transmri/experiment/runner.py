@@ -309,7 +309,7 @@ class Experiment(ExperimentState):
 
     def compare(self) -> Any:
         """The transfer benchmark (``transfer_curve``) on the target; writes ``comparison.csv``."""
-        from transmri.evaluation.transfer import transfer_curve
+        from transmri.transfer.curve import transfer_curve
 
         self._begin("compare")
         rows = self.run_dir / "compare" / "comparison.csv"

@@ -41,8 +41,8 @@ from transmri.experiment.sources import (
 
 if TYPE_CHECKING:
     from transmri.data import DataBunch, ScanTable
-    from transmri.evaluation.transfer_plan import TransferConfig
     from transmri.training import Learner
+    from transmri.transfer.config import TransferConfig
 
 __all__ = ["ExperimentState"]
 
@@ -212,7 +212,7 @@ class ExperimentState:
             table = load_cohort(self.config, role)
             mode = self.config.data.exclude_target
             if role == "source" and mode != "none":
-                from transmri.evaluation.transfer_plan import held_out_subjects
+                from transmri.transfer.plan import held_out_subjects
 
                 target = self.table("target")
                 drop = set(
@@ -232,7 +232,7 @@ class ExperimentState:
 
     def transfer_config(self) -> TransferConfig:
         """The :class:`TransferConfig` of ``compare``; its held-out test subjects are ours too."""
-        from transmri.evaluation.transfer_plan import TransferConfig
+        from transmri.transfer.config import TransferConfig
 
         ev, ft = self.config.evaluation, self.config.finetune
         n_train = ev.n_train or (self._all_training_scans(),)
@@ -258,7 +258,7 @@ class ExperimentState:
 
     def _all_training_scans(self) -> int:
         """The largest label-balanced training set outside the held-out test subjects."""
-        from transmri.evaluation.transfer_plan import TransferConfig, held_out_subjects
+        from transmri.transfer import TransferConfig, held_out_subjects
 
         target = self.table("target")
         probe = TransferConfig(
@@ -273,7 +273,7 @@ class ExperimentState:
         """The target split: the benchmark's held-out test subjects; the rest train / val."""
         if self._target_data is None:
             from transmri.data import DataBunch, train_val_test_split
-            from transmri.evaluation.transfer_plan import held_out_subjects
+            from transmri.transfer.plan import held_out_subjects
 
             target = self.table("target")
             held = set(held_out_subjects(target, self.transfer_config()))

@@ -30,10 +30,10 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from transmri._files import atomic_save_tensors, read_json, sha256_file, tensors_id
 from transmri._validation import check_choice
 from transmri.errors import CheckpointError, IntegrityError
 from transmri.models.deepbet import DeepbetNet
-from transmri.training._files import atomic_save_tensors, read_json, sha256_file, tensors_id
 from transmri.training.encoder_io import save_encoder
 
 __all__ = [

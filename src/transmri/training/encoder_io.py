@@ -40,16 +40,16 @@ from typing import Any
 from safetensors.torch import load_file
 from torch import nn
 
-from transmri._version import __version__
-from transmri.data.split import check_leakage
-from transmri.errors import CheckpointError, ConfigError, DataFormatError
-from transmri.training._files import (
+from transmri._files import (
     atomic_save_tensors,
     atomic_write_json,
     read_json,
     tensors_id,
     verify_weights,
 )
+from transmri._version import __version__
+from transmri.data.split import check_leakage
+from transmri.errors import CheckpointError, ConfigError, DataFormatError
 
 __all__ = [
     "CARD_FORMAT",
