@@ -347,6 +347,27 @@ class ScanTable:
                 )
         return self
 
+    def check_subject_labels(self) -> ScanTable:
+        """Raise naming the first subject whose scans carry two labels; return ``self``.
+
+        A subject-grouped split keeps a subject's scans together, so they must
+        share one label (unlabelled rows are ignored here).
+        """
+        seen: dict[str, tuple[str, int]] = {}
+        for row, subject, value in zip(
+            self.frame["row"].tolist(), self.subjects, self.frame["label"].tolist()
+        ):
+            if pd.isna(value):
+                continue
+            first = seen.setdefault(subject, (str(value), int(row)))
+            if first[0] != str(value):
+                raise DataFormatError(
+                    f"{self.source}, row {row}, column 'label': subject {subject!r} has scans "
+                    f"labelled {first[0]!r} (row {first[1]}) and {str(value)!r}; a subject's "
+                    "scans must share one label (a subject-grouped split keeps them together)"
+                )
+        return self
+
     def require_labels(self) -> ScanTable:
         """Raise naming the first unlabelled row, if any; return ``self``."""
         missing = self.frame["label"].isna()

@@ -69,6 +69,7 @@ class Experiment(ExperimentState):
         """Load both cohorts, fill the volume cache and write the data statistics."""
         from transmri.data import VolumeCache
 
+        self.check_data()  # every check the data allow, before the first volume is read
         cache = VolumeCache(self.cache_dir, self.config.data.preprocessing)
         roles = config_roles(self.config)
         built = sum(cache.fill(self.table(r), progress=self.progress) for r in roles)
@@ -88,6 +89,7 @@ class Experiment(ExperimentState):
         from transmri.training import create_autoencoder, create_contrastive, create_mixed
 
         self.open()
+        self.check_data()
         if self.config.pretrain.encoder is not None:
             return self._use_given_encoder()
         p, m = self.config.pretrain, self.config.model

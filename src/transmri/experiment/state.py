@@ -73,6 +73,7 @@ class ExperimentState:
         self._target_data: DataBunch | None = None
         self._finetuned: Learner | None = None
         self._given_card: Path | None = None
+        self._data_checked = False
 
     @staticmethod
     def _resolved(config: ExperimentConfig) -> ExperimentConfig:
@@ -117,6 +118,69 @@ class ExperimentState:
             )
             self._opened = True
         return self.run_dir
+
+    def check_data(self) -> None:
+        """Check what the data allow before the first heavy step (no volume is read).
+
+        Loads the cohorts (writing ``source.csv``, ``target.csv`` and
+        ``skipped.csv``, what the adapters and filters dropped, with reasons),
+        makes the target split and the benchmark's draws, and refuses: a class
+        too small to split, a subject with two labels, ``evaluation.n_train``
+        beyond the scans available, target test subjects in the pretraining
+        set (``data.exclude_target: none`` on the same cohort), and
+        byte-identical scan files in the pretraining set and the target test
+        set or in two target splits (each scan file is hashed once). Warns
+        when some scans have a brain mask and others do not.
+
+        Raises:
+            DataFormatError: naming the cohort's table, row or class.
+            DataLeakageError: naming the subjects (and files) seen twice.
+            ConfigError: ``evaluation.n_train`` or ``test_size`` the data cannot meet.
+        """
+        if self._data_checked:
+            return
+        from transmri.data import check_content_leakage, check_leakage
+        from transmri.errors import DataLeakageError
+
+        roles = config_roles(self.config)
+        tables = {role: self.table(role) for role in roles}
+        _write_skipped(self.run_dir, tables)
+        _warn_mixed_masking(self.config, tables)
+        target = tables["target"]
+        try:
+            data = self.target_data()
+            if self.config.evaluation.methods:
+                from transmri.evaluation.transfer_plan import plan_splits
+
+                plan_splits(target, self.transfer_config())
+        except DataFormatError as exc:
+            if self.config.data.target.labels is not None:
+                raise
+            raise DataFormatError(
+                f"{exc} (data.target: classes {target.label_counts()}; data.target.labels "
+                "names the classes to keep)"
+            ) from None
+        test = data.split_table("test")
+        parts = {f"the target {s} split": data.split_table(s) for s in ("train", "val", "test")}
+        if "source" in tables:
+            self.source_data()
+            if self.config.data.exclude_target == "none":
+                try:
+                    check_leakage(
+                        tables["source"],
+                        test,
+                        names=("data.source (pretraining)", "the target test split"),
+                    )
+                except DataLeakageError as exc:
+                    raise DataLeakageError(
+                        f"{exc}; with data.exclude_target: none the encoder would be tested "
+                        "on scans it was pretrained on: set data.exclude_target: test (or all)"
+                    ) from None
+            check_content_leakage(
+                {"data.source (pretraining)": tables["source"], "the target test split": test}
+            )
+        check_content_leakage(parts)
+        self._data_checked = True
 
     @property
     def cache_dir(self) -> Path:
@@ -292,3 +356,30 @@ class ExperimentState:
         stats = pd.DataFrame(rows, columns=["cohort", "split", "label", "scans", "subjects"])
         write_text(self.run_dir / "data_stats.csv", stats.to_csv(index=False))
         return stats
+
+
+def _write_skipped(run_dir: Path, tables: dict[str, ScanTable]) -> None:
+    """``skipped.csv``: cohort, item, reason of every row an adapter or filter dropped."""
+    import pandas as pd
+
+    frames = [t.skipped.assign(cohort=role) for role, t in tables.items()]
+    skipped = pd.concat(frames, ignore_index=True)[["cohort", "item", "reason"]]
+    write_text(run_dir / "skipped.csv", skipped.to_csv(index=False))
+
+
+def _warn_mixed_masking(config: ExperimentConfig, tables: dict[str, ScanTable]) -> None:
+    """Warn when some scans have a brain mask and others not (within or across cohorts)."""
+    if config.data.preprocessing.mask is not None:
+        return  # one dataset-wide mask for every scan
+    counts = {role: (int(t.frame["mask"].notna().sum()), len(t)) for role, t in tables.items()}
+    masked = sum(n for n, _ in counts.values())
+    if masked == 0 or masked == sum(total for _, total in counts.values()):
+        return
+    shown = ", ".join(f"data.{role}: {n} of {total}" for role, (n, total) in counts.items())
+    warnings.warn(
+        f"mixed masking: some scans have a brain mask and others not ({shown} scans masked); "
+        "skull-stripped and whole-head scans look different to the network: give every scan "
+        "a mask, or none",
+        UserWarning,
+        stacklevel=3,
+    )
