@@ -149,6 +149,7 @@ class ExperimentState:
         target = tables["target"]
         try:
             data = self.target_data()
+            _check_every_class_trains(target, data.split_table("train"))
             if self.config.evaluation.methods:
                 from transmri.evaluation.transfer_plan import plan_splits
 
@@ -356,6 +357,19 @@ class ExperimentState:
         stats = pd.DataFrame(rows, columns=["cohort", "split", "label", "scans", "subjects"])
         write_text(self.run_dir / "data_stats.csv", stats.to_csv(index=False))
         return stats
+
+
+def _check_every_class_trains(target: ScanTable, train: ScanTable) -> None:
+    """Raise naming a class (and its rows) that the held-out test split left no training scan."""
+    trained = set(train.labels)
+    for label in target.labels:
+        if label not in trained:
+            rows = target.frame.loc[target.frame["label"] == label, "row"].tolist()
+            shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+            raise DataFormatError(
+                f"{target.source}: class {label!r} (row(s) {shown}) has too few subjects: "
+                "none is left for training after the held-out test split"
+            )
 
 
 def _write_skipped(run_dir: Path, tables: dict[str, ScanTable]) -> None:
