@@ -84,3 +84,21 @@ def test_filter_records_what_it_dropped(make_cohort: Callable[..., Path]) -> Non
     table = load_cohort(_config(csv, filter={"sex": ["M"]}), "target")  # type: ignore[arg-type]
     assert len(table) == 3
     assert table.skipped["reason"].tolist() == ["data.target.filter: sex 'F' not kept"] * 3
+
+
+def test_exclude_drops_single_images_and_records_them(make_cohort: Callable[..., Path]) -> None:
+    csv = make_cohort(6)
+    config = _config(csv, exclude={"path": ["scans/scan001.nii.gz"], "age": ["55.0"]})
+    with pytest.raises(DataFormatError, match=r"data.target.exclude: column 'site' not in"):
+        load_cohort(_config(csv, exclude={"site": ["HH"]}), "target")  # type: ignore[arg-type]
+    frame = pd.read_csv(csv)
+    frame["image_id"] = [f"I{i}" for i in range(6)]
+    frame.to_csv(csv, index=False)
+    table = load_cohort(_config(csv, exclude={"image_id": ["I1", "I5"]}), "target")  # type: ignore[arg-type]
+    assert table.frame["image_id"].tolist() == ["I0", "I2", "I3", "I4"]
+    assert table.skipped["reason"].tolist() == [
+        "data.target.exclude: image_id 'I1' excluded",
+        "data.target.exclude: image_id 'I5' excluded",
+    ]
+    assert "exclude" not in _config(csv).to_dict()["data"]["target"]  # type: ignore[attr-defined]
+    assert config.data.target.exclude == {"path": ("scans/scan001.nii.gz",), "age": ("55.0",)}  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ __all__ = [
     "BLANKS",
     "finish",
     "is_blank",
+    "label_names",
     "read_table",
     "require_columns",
     "skipped_frame",
@@ -47,6 +48,13 @@ def is_blank(value: object) -> bool:
     except (TypeError, ValueError):
         return False
     return str(value).strip().lower() in BLANKS
+
+
+def label_names(labels: str | Sequence[str] | None) -> list[str] | None:
+    """``labels`` as a list of names: one string is one label (``"AD"``, not ``A``, ``D``)."""
+    if labels is None:
+        return None
+    return [labels] if isinstance(labels, str) else [str(x) for x in labels]
 
 
 def snake_case(name: str) -> str:

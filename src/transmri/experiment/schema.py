@@ -116,6 +116,9 @@ class SourceConfig:
             with counts and written to ``skipped.csv``. A label that differs
             from one in ``labels`` only in case or spaces is still an error.
         filter: keep rows whose column holds one of the values, e.g. ``{site: [HH]}``.
+        exclude: drop rows whose column holds one of the values, e.g. single
+            images ``{image_id: [I123456]}`` (after ``filter``; recorded in
+            ``skipped.csv``).
         targets: extra columns predicted during pretraining (e.g. ``[age]``).
         max_scans: keep at most this many scans (a seeded, label-balanced
             draw when labelled), for quick trials.
@@ -128,6 +131,7 @@ class SourceConfig:
     labels: tuple[str, ...] | None = None
     drop_other_labels: bool = False
     filter: Mapping[str, tuple[str, ...]] | None = None
+    exclude: Mapping[str, tuple[str, ...]] | None = None
     targets: tuple[str, ...] = ()
     max_scans: int | None = None
 
@@ -164,16 +168,17 @@ class SourceConfig:
         _check_bool("drop_other_labels", self.drop_other_labels)
         if self.drop_other_labels and self.labels is None:
             raise ConfigError("drop_other_labels: needs labels (the classes to keep)")
-        if self.filter is not None:
-            rows = _check_mapping("filter", self.filter)
-            object.__setattr__(
-                self,
-                "filter",
-                {
-                    k: tuple(str(v) for v in _check_names(f"filter.{k}", vs))
-                    for k, vs in rows.items()
-                },
-            )
+        for key in ("filter", "exclude"):
+            if getattr(self, key) is not None:
+                rows = _check_mapping(key, getattr(self, key))
+                object.__setattr__(
+                    self,
+                    key,
+                    {
+                        k: tuple(str(v) for v in _check_names(f"{key}.{k}", vs))
+                        for k, vs in rows.items()
+                    },
+                )
         object.__setattr__(self, "targets", _check_names("targets", self.targets))
 
 
@@ -555,8 +560,11 @@ class ExperimentConfig:
         if self.data.source is None:
             out["data"].pop("source")
         for role in ("source", "target"):  # a default-only key leaves identities unchanged
-            if role in out["data"] and not out["data"][role]["drop_other_labels"]:
-                out["data"][role].pop("drop_other_labels")
+            section = out["data"].get(role)
+            if section is not None and not section["drop_other_labels"]:
+                section.pop("drop_other_labels")
+            if section is not None and section["exclude"] is None:
+                section.pop("exclude")
         out["data"]["preprocessing"] = self.data.preprocessing.to_dict()
         return out
 

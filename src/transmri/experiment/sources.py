@@ -198,6 +198,31 @@ def keep_classes(table: ScanTable, labels: Sequence[str], *, drop: bool, where: 
     return table.with_frame(frame.iloc[keep], skipped=skipped_rows(table, other, reasons))
 
 
+def _select_rows(
+    table: ScanTable, rule: dict[str, tuple[str, ...]] | Any, *, where: str, keep: bool
+) -> ScanTable:
+    """Keep (``keep``) or drop the rows whose column holds one of the values; record the rest."""
+    kept = np.ones(len(table), dtype=bool)
+    reasons = ["" for _ in range(len(table))]
+    for column, values in rule.items():
+        if column not in table.frame.columns:
+            raise DataFormatError(
+                f"{where}: column {column!r} not in the table; columns are "
+                f"{sorted(map(str, table.frame.columns))}"
+            )
+        hit = table.frame[column].astype(str).isin(values).to_numpy()
+        out = ~hit if keep else hit
+        for i in np.flatnonzero(kept & out).tolist():
+            value = str(table.frame[column].iloc[i])
+            reasons[i] = f"{where}: {column} {value!r} " + ("not kept" if keep else "excluded")
+        kept &= ~out
+    dropped = np.flatnonzero(~kept).tolist()
+    return table.with_frame(
+        table.frame.iloc[np.flatnonzero(kept)],
+        skipped=skipped_rows(table, dropped, [reasons[i] for i in dropped]),
+    )
+
+
 def load_cohort(config: ExperimentConfig, role: str) -> ScanTable:
     """Read cohort ``role`` (``"source"`` or ``"target"``) as the experiment describes it.
 
@@ -220,24 +245,9 @@ def load_cohort(config: ExperimentConfig, role: str) -> ScanTable:
         table = _adapters()[source.adapter](path, **options)
     where = f"data.{role}"
     if source.filter:
-        keep = np.ones(len(table), dtype=bool)
-        reasons = ["" for _ in range(len(table))]
-        for column, values in source.filter.items():
-            if column not in table.frame.columns:
-                raise DataFormatError(
-                    f"{where}.filter: column {column!r} not in the table; columns are "
-                    f"{sorted(map(str, table.frame.columns))}"
-                )
-            hit = table.frame[column].astype(str).isin(values).to_numpy()
-            for i in np.flatnonzero(keep & ~hit).tolist():
-                value = str(table.frame[column].iloc[i])
-                reasons[i] = f"{where}.filter: {column} {value!r} not kept"
-            keep &= hit
-        dropped = np.flatnonzero(~keep)
-        table = table.with_frame(
-            table.frame.iloc[np.flatnonzero(keep)],
-            skipped=skipped_rows(table, dropped.tolist(), [reasons[i] for i in dropped.tolist()]),
-        )
+        table = _select_rows(table, source.filter, where=f"{where}.filter", keep=True)
+    if source.exclude:
+        table = _select_rows(table, source.exclude, where=f"{where}.exclude", keep=False)
     if source.label_map:
         table = table.map_labels(source.label_map)
     if source.labels is not None:
