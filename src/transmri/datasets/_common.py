@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from transmri.data import ScanTable
+from transmri.data.table import fold_reasons
 from transmri.errors import DataFormatError
 
 __all__ = [
@@ -198,7 +199,4 @@ def report(table: ScanTable, *, adapter: str, stacklevel: int = 3) -> None:
 def _reason_counts(skipped: pd.DataFrame) -> dict[str, int]:
     if len(skipped) == 0:
         return {}
-    # Group reasons that differ only by a quoted value or a number.
-    reasons = skipped["reason"].astype(str).str.replace(r"'[^']*'", "...", regex=True)
-    reasons = reasons.str.replace(r"\d+(\.\d+)?", "N", regex=True)
-    return {str(k): int(v) for k, v in reasons.value_counts().items()}
+    return fold_reasons(skipped["reason"].astype(str).tolist())
