@@ -129,3 +129,37 @@ def test_mixed_masking_is_a_warning_naming_counts(cohorts: tuple[Path, Path]) ->
     with pytest.warns(UserWarning, match=r"mixed masking: .*data.source: 0 of 8, data.target: "
                                          r"16 of 16 scans masked"):  # fmt: skip
         _experiment(*cohorts).check_data()
+
+
+def test_embeddings_name_the_scan_of_every_row(
+    tmp_path: Path, make_cohort: Callable[..., Path]
+) -> None:
+    from transmri.data import PreprocessConfig
+    from transmri.models import ConvAutoEncoder
+    from transmri.training import save_encoder
+
+    target = _cohort(make_cohort, "visits", 16, "tgt-", 4)
+    frame = pd.read_csv(target)
+    frame["subject"] = "tgt-" + (frame.index // 2).astype(str)  # two visits per subject
+    frame["label"] = [("CN", "AD")[(i // 2) % 2] for i in range(16)]
+    frame["image_id"] = [f"I{100 + i}" for i in range(16)]
+    frame.to_csv(target, index=False)
+    preprocessing = PreprocessConfig(target_shape=(16, 16, 16))
+    encoder = ConvAutoEncoder().encoder
+    save_encoder(encoder, tmp_path / "enc", architecture=encoder.config, input_shape=(16,) * 3,
+                 preprocessing=preprocessing.to_dict(), source="test", training_subjects=())  # fmt: skip
+    data = {
+        "name": "x",
+        "data": {"target": {"adapter": "csv", "path": str(target)},
+                 "preprocessing": {"target_shape": [16, 16, 16]}},
+        "pretrain": {"encoder": str(tmp_path / "enc")},
+        "evaluation": {"methods": []},
+    }  # fmt: skip
+    experiment = Experiment(experiment_from_dict(data, base_dir=tmp_path))
+    csv = experiment.embed(model="pretrain")[0]
+    codes = pd.read_csv(csv)
+    assert list(codes.columns[:4]) == ["subject", "path", "image_id", "label"]
+    test = experiment.target_data().split_table("test")
+    assert codes["path"].tolist() == test.paths
+    assert codes["image_id"].tolist() == test.frame["image_id"].tolist()
+    assert codes["subject"].duplicated().any()  # visits of one subject, told apart by path

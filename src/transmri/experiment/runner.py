@@ -255,6 +255,10 @@ class Experiment(ExperimentState):
             names = learner.data.classes
             frame = pd.DataFrame(codes, columns=[f"e{i}" for i in range(codes.shape[1])])
             frame.insert(0, "label", [names[i] if i >= 0 else "" for i in labels])
+            scans = learner.data.split_table(split).frame  # the codes' order
+            if "image_id" in scans.columns:  # several visits of a subject told apart
+                frame.insert(0, "image_id", scans["image_id"].astype(str).tolist())
+            frame.insert(0, "path", scans["path"].astype(str).tolist())
             frame.insert(0, "subject", subjects)
             csv = write_text(self.run_dir / f"{prefix}{split}.csv", frame.to_csv(index=False))
             import io
