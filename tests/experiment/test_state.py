@@ -146,8 +146,15 @@ def test_embeddings_name_the_scan_of_every_row(
     frame.to_csv(target, index=False)
     preprocessing = PreprocessConfig(target_shape=(16, 16, 16))
     encoder = ConvAutoEncoder().encoder
-    save_encoder(encoder, tmp_path / "enc", architecture=encoder.config, input_shape=(16,) * 3,
-                 preprocessing=preprocessing.to_dict(), source="test", training_subjects=())  # fmt: skip
+    save_encoder(
+        encoder,
+        tmp_path / "enc",
+        architecture=encoder.config,
+        input_shape=(16,) * 3,
+        preprocessing=preprocessing.to_dict(),
+        source="test",
+        training_subjects=(),
+    )
     data = {
         "name": "x",
         "data": {"target": {"adapter": "csv", "path": str(target)},

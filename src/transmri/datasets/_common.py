@@ -186,6 +186,14 @@ def report(table: ScanTable, *, adapter: str, stacklevel: int = 3) -> None:
         table.label_counts(),
         n_masks,
     )
+    if 0 < n_masks < len(table):
+        warnings.warn(
+            f"{adapter} ({table.source}): mixed masking: {n_masks} of {len(table)} scans have "
+            "a brain mask, the others none; skull-stripped and whole-head scans look "
+            "different to the network: give every scan a mask, or none",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
     if len(table.skipped):
         message = (
             f"{adapter} ({table.source}): kept {len(table)} scans, skipped "
