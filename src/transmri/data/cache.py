@@ -131,12 +131,17 @@ def check_content_leakage(parts: Mapping[str, ScanTable]) -> None:
         DataLeakageError: naming both parts, subjects and files of the first
             shared scan, and how many are shared.
     """
+    if sum(1 for table in parts.values() if len(table)) < 2:
+        return
     first: dict[str, tuple[str, str, str]] = {}  # sha256 -> (part, subject, path)
     shared: list[tuple[tuple[str, str, str], tuple[str, str, str]]] = []
     for name, table in parts.items():
         seen_here: set[str] = set()
         for path, subject in zip(table.paths, table.subjects):
-            digest = _file_sha256(path, what="scan")
+            try:
+                digest = _file_sha256(path, what="scan")
+            except (OSError, DataFormatError):
+                continue  # reading the scan names it, with its row
             if digest in seen_here:
                 continue
             seen_here.add(digest)
