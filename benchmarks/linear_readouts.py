@@ -38,7 +38,7 @@ import torch
 from transfer_ixi import IXI, load_ixi
 
 from transmri.data import DataBunch, PreprocessConfig
-from transmri.evaluation.transfer_plan import TransferConfig, plan_splits
+from transmri.transfer import TransferConfig, plan_splits
 
 Draw = tuple[int, int]
 

@@ -7,7 +7,7 @@ several seeds measures it. This script concatenates their
 ``comparison.csv`` files (same methods, same ``N``), prints the mean AUC of
 every method per test set and pooled, and the paired differences to the
 references over every (test set, repeat) pair
-(:func:`~transmri.evaluation.transfer.paired_differences` pairs within a
+(:func:`~transmri.evaluation.comparison.paired_differences` pairs within a
 test set).
 
 Writes ``comparison.csv``, ``summary.csv``, ``differences.csv``,
@@ -21,15 +21,15 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from transmri._files import atomic_write_text
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
-from transmri.evaluation.transfer import paired_differences
 
 
 def pool(folders: Sequence[Path]) -> pd.DataFrame:
@@ -79,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("differences", differences),
         ("per_test_set", per_test.reset_index()),
     ):
-        tmp = args.out / f".{name}.csv.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, args.out / f"{name}.csv")
+        atomic_write_text(args.out / f"{name}.csv", frame.to_csv(index=False))
     plot_learning_curve(combined, metric="auc", path=args.out / "learning_curve_auc.png")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(f"mean test AUC per test set ({combined['run'].nunique()} runs)")

@@ -17,7 +17,7 @@ Sources of the pretrained encoder (its card lists its subjects, and
 2. ``synthetic``: an autoencoder on a SYNTHETIC cohort made from the MNI152
    template (``transmri.datasets.make_synthetic_cohort``).
 
-Then :func:`transmri.evaluation.transfer.transfer_curve` compares ``scratch``,
+Then :func:`transmri.transfer.transfer_curve` compares ``scratch``,
 ``finetune``, ``linear_probe`` and ``ridge`` at every ``N``; the encoder
 methods run once per source. Preprocessing: per-scan brain mask, RAS,
 cropped to the brain's bounding box (``--no-crop`` keeps the whole field of
@@ -57,11 +57,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from transmri._files import atomic_write_text
 from transmri.data import DataBunch, PreprocessConfig, ScanTable
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
-from transmri.evaluation.transfer import paired_differences, transfer_curve
-from transmri.evaluation.transfer_methods import method_needs_encoder
-from transmri.evaluation.transfer_plan import TransferConfig, held_out_subjects
+from transmri.transfer import (
+    TransferConfig,
+    held_out_subjects,
+    method_needs_encoder,
+    transfer_curve,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 IXI = ROOT.parent / "shared" / "data" / "ixi"
@@ -394,9 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

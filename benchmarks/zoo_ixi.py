@@ -15,23 +15,33 @@ fitted on a training draw:
 - ``ridge``: the voxels of the brain box at 32 x 40 x 32 (min-max scaled),
   average-pooled by 2, as the ``ridge`` method of ``transfer_ixi.py``;
 - ``volume``: brain volume in cc from the brain mask (one number);
-- ``volume + deepbet``: both.
+- ``volume + deepbet`` / ``volume + random`` / ``volume + ridge``: brain
+  volume beside the image features, volume scaled up after standardisation so
+  that the L2 penalty leaves it (nearly) alone: the image features are fitted
+  on top of volume instead of drowning it.
+
+With ``--registered DERIVATIVES/scans.csv`` (the output table of ``transmri
+preprocess`` on the same scans) the images are the MNI152-registered,
+skull-stripped scans, all cropped to one box (the template brain's bounding
+box, dilated by 2 voxels); brain volume stays the native mask's (head size).
 
 Targets: ``sex``, ``age_group`` (young < 40 vs old >= 60) and ``age``
 (regression on the sex table's draws, MAE in years). Draws: the three test
 sets of ``transfer_ixi.py --seed 0, 1, 2`` (50 subjects each) x 5 training
-draws per ``N`` (:func:`transmri.evaluation.transfer_plan.plan_splits`);
+draws per ``N`` (:func:`transmri.transfer.plan_splits`);
 each draw's training and validation scans are the training set. Logistic
 regression (classification) or ridge regression (age) on standardised
 features, C / alpha by subject-grouped CV on the training draw only. Reports
 the mean over the 15 pairs with 95 % t-intervals, and paired differences
-(deepbet - random, deepbet - ridge, volume + deepbet - volume).
+(:data:`DIFFERENCES`).
 
 Writes ``features_cost.json``, ``comparison_<target>.csv``,
 ``summary_<target>.csv`` and ``differences_<target>.csv`` to ``--out``
 (default ``benchmarks/results/zoo_ixi``) and prints Markdown tables.
 
 Usage:
+    transmri preprocess ixi.csv --out DERIV        # MNI152 registration, once
+    OMP_NUM_THREADS=2 python benchmarks/zoo_ixi.py --registered DERIV/scans.csv --work W
     OMP_NUM_THREADS=2 nice -n 10 python benchmarks/zoo_ixi.py
     python benchmarks/zoo_ixi.py --targets sex --n-train 10 20 --seeds 0   # quicker
 """
@@ -56,16 +66,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from linear_readouts import _volumes
 from transfer_ixi import IXI, load_ixi
 
-from transmri._atomic import atomic_write_text
+from transmri._files import atomic_write_text
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.intervals import mean_interval
-from transmri.evaluation.transfer import paired_differences
-from transmri.evaluation.transfer_plan import TransferConfig, plan_splits
+from transmri.transfer import TransferConfig, plan_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("sex", "age_group", "age")
-METHODS = ("deepbet", "random", "ridge", "volume", "volume + deepbet")
+#: Methods whose features are computed (and cached) once per scan.
+BASE = ("deepbet", "random", "ridge", "volume")
+#: Brain volume beside each image method's features, the volume left unpenalised.
+COMBINED = ("volume + deepbet", "volume + random", "volume + ridge")
+METHODS = BASE + COMBINED
 #: (method, reference) pairs reported as paired differences.
-DIFFERENCES = (("deepbet", "random"), ("deepbet", "ridge"), ("volume + deepbet", "volume"))
+DIFFERENCES = (
+    ("deepbet", "random"),
+    ("deepbet", "ridge"),
+    ("volume + deepbet", "volume"),
+    ("volume + ridge", "volume"),
+    ("volume + deepbet", "volume + random"),
+    ("volume + deepbet", "volume + ridge"),
+)
+#: The volume column's scale after standardisation in a combined model: the
+#: penalty on its coefficient shrinks by this factor squared, so the images'
+#: features are fitted on top of volume instead of drowning it.
+UNPENALISED_SCALE = 100.0
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,6 +100,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "zoo_ixi")
     p.add_argument(
         "--work", type=Path, default=None, help="preprocessing and feature cache (default: none)"
+    )
+    p.add_argument(
+        "--registered",
+        type=Path,
+        default=None,
+        help="the scans.csv of `transmri preprocess` on the same IXI scans: read the "
+        "MNI152-registered scans instead of the native ones, cropped to one fixed box",
     )
     p.add_argument("--size", type=int, default=96, help="deepbet input edge (voxels)")
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
@@ -128,6 +160,45 @@ def brain_volume_cc(mask_path: str) -> float:
     return float((np.asarray(img.dataobj) > 0).sum()) * voxel_cc
 
 
+def template_box(folder: Path) -> Path:
+    """A mask of the MNI152 brain's bounding box, dilated by 2 voxels (one fixed crop)."""
+    import nibabel as nib
+
+    from transmri.raw.register import template
+
+    _, brain, affine = template()
+    box = np.zeros(brain.shape, dtype=np.uint8)
+    lo = [max(0, int(i.min()) - 2) for i in np.nonzero(brain)]
+    hi = [int(i.max()) + 3 for i in np.nonzero(brain)]
+    box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = 1
+    path = folder / "mni152_brain_box.nii.gz"
+    nib.save(nib.Nifti1Image(box, affine), path)
+    return path
+
+
+def registered_table(native: object, scans_csv: Path) -> object:
+    """``native`` with each scan and mask replaced by its registered output (by source path).
+
+    The brain mask column is dropped: the registered scans are already
+    skull-stripped, and every scan is cropped to the same template box.
+    """
+    from transmri.data import ScanTable
+
+    done = pd.read_csv(scans_csv)
+    by_source = {
+        str(Path(s).resolve()): str((scans_csv.parent / p).resolve())
+        for s, p in zip(done["source_path"], done["path"], strict=True)
+    }
+    frame = native.frame.copy()  # type: ignore[attr-defined]
+    missing = [p for p in frame["path"] if str(Path(p).resolve()) not in by_source]
+    if missing:
+        raise SystemExit(
+            f"{scans_csv}: no registered scan for {len(missing)} scans, e.g. {missing[0]}"
+        )
+    frame["path"] = [by_source[str(Path(p).resolve())] for p in frame["path"]]
+    return ScanTable.from_frame(frame.drop(columns=["mask"]), source=str(scans_csv))
+
+
 def compute_features(args: argparse.Namespace) -> tuple[list[str], dict[str, np.ndarray], dict]:
     """Subjects (sorted), the feature matrix of each method, and the cost."""
     import torch
@@ -142,17 +213,25 @@ def compute_features(args: argparse.Namespace) -> tuple[list[str], dict[str, np.
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.work or Path(tmp)
         t0 = time.perf_counter()
+        if args.registered is None:
+            source, box, space = table, None, "native"
+        else:
+            source, box, space = (
+                registered_table(table, args.registered),
+                str(template_box(cache)),
+                "mni",
+            )
+        crop = {"crop_to_mask": True, "mask": box}
         big = _volumes(
-            table,
-            PreprocessConfig(
-                target_shape=(args.size,) * 3, crop_to_mask=True, clip_percentiles=(0.5, 99.5)
-            ),
-            cache / f"deepbet_{args.size}",
+            source,
+            PreprocessConfig(target_shape=(args.size,) * 3, clip_percentiles=(0.5, 99.5), **crop),
+            cache / f"deepbet_{space}_{args.size}",
         )
         small = _volumes(
-            table, PreprocessConfig(target_shape=(32, 40, 32), crop_to_mask=True), cache / "ridge"
+            source, PreprocessConfig(target_shape=(32, 40, 32), **crop), cache / f"ridge_{space}"
         )
         cost["preprocess_s"] = time.perf_counter() - t0
+        cost["space"] = space
     subjects = sorted(big)
     frame = table.frame.set_index("subject")
     stack = np.stack([big[s] for s in subjects])
@@ -173,13 +252,26 @@ def compute_features(args: argparse.Namespace) -> tuple[list[str], dict[str, np.
     volume = np.array([[brain_volume_cc(str(frame.loc[s, "mask"]))] for s in subjects])
     cost["volume_s"] = time.perf_counter() - t0
     features["volume"] = volume
-    features["volume + deepbet"] = np.concatenate([volume, features["deepbet"]], axis=1)
     cost["deepbet_features"] = int(features["deepbet"].shape[1])
     cost["size"] = args.size
     return subjects, features, cost
 
 
+def with_combined(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The base features plus each :data:`COMBINED` method (volume first, then the image's)."""
+    out = dict(features)
+    for name in COMBINED:
+        out[name] = np.concatenate([features["volume"], features[name.split(" + ")[1]]], axis=1)
+    return out
+
+
 # ------------------------------------------------------------------ read-outs
+def _scale_leading(x: np.ndarray, columns: int) -> np.ndarray:
+    x = np.array(x, dtype=float, copy=True)
+    x[:, :columns] *= UNPENALISED_SCALE
+    return x
+
+
 def fit_predict(
     x_fit: np.ndarray,
     y_fit: np.ndarray,
@@ -187,15 +279,18 @@ def fit_predict(
     x_test: np.ndarray,
     *,
     regression: bool,
+    unpenalised: int = 0,
 ) -> np.ndarray:
     """Standardise, choose C (alpha) by subject-grouped CV on the fit rows, predict the test rows.
 
+    The first ``unpenalised`` columns are scaled up by :data:`UNPENALISED_SCALE`
+    after standardisation, which leaves them (almost) out of the L2 penalty.
     Classification returns decision values, regression predictions.
     """
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     if regression:
         cv: object = GroupKFold(n_splits=max(2, min(5, len(np.unique(groups)))))
@@ -208,7 +303,11 @@ def fit_predict(
         cs = list(np.logspace(-5, 1, 7))
         estimator, grid = LogisticRegression(max_iter=3000), {"logisticregression__C": cs}
         scoring = "roc_auc"
-    search = GridSearchCV(make_pipeline(StandardScaler(), estimator), grid, scoring=scoring, cv=cv)
+    steps: list[object] = [StandardScaler()]
+    if unpenalised:
+        steps.append(FunctionTransformer(_scale_leading, kw_args={"columns": unpenalised}))
+    pipeline = make_pipeline(*steps, estimator)
+    search = GridSearchCV(pipeline, grid, scoring=scoring, cv=cv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search.fit(x_fit, y_fit, groups=groups)
@@ -243,7 +342,7 @@ def evaluate(
         for method, x in features.items():
             pred = fit_predict(
                 x[[row[s] for s in fit]], y_fit, np.array(fit), x[[row[s] for s in test]],
-                regression=regression,
+                regression=regression, unpenalised=1 if method in COMBINED else 0,
             )  # fmt: skip
             score = (
                 {"mae": mean_absolute_error(y_test, pred)}
@@ -324,20 +423,26 @@ def target_values(target: str, table: object) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     start = time.perf_counter()
-    cached = args.work / f"features_{args.size}.npz" if args.work else None
+    space = "native" if args.registered is None else "mni"
+    cached = args.work / f"features_{space}_{args.size}.npz" if args.work else None
     if cached is not None and cached.is_file():  # plain arrays, no pickle
         with np.load(cached, allow_pickle=False) as saved:
             subjects = [str(s) for s in saved["subjects"]]
-            features = {m: saved[f"f{i}"] for i, m in enumerate(METHODS)}
+            features = {m: saved[f"f{i}"] for i, m in enumerate(BASE)}
         cost = json.loads((cached.with_suffix(".json")).read_text())
     else:
         subjects, features, cost = compute_features(args)
         if cached is not None:
-            arrays = {f"f{i}": features[m] for i, m in enumerate(METHODS)}
+            arrays = {f"f{i}": features[m] for i, m in enumerate(BASE)}
             np.savez(cached, subjects=np.array(subjects), **arrays)  # type: ignore[arg-type]
             atomic_write_text(cached.with_suffix(".json"), json.dumps(cost))
+    features = with_combined(features)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"# Frozen deepbet encoder on IXI ({len(subjects)} scans, deepbet input {args.size}^3)\n")
+    where = "native space" if space == "native" else "affinely registered to MNI152"
+    print(
+        f"# Frozen deepbet encoder on IXI ({len(subjects)} scans, {where}, "
+        f"deepbet input {args.size}^3)\n"
+    )
     print(
         f"Feature cost on {args.threads} threads: deepbet {cost['deepbet_s_per_scan']:.2f} s a "
         f"scan ({cost['deepbet_s']:.0f} s), random {cost['random_s_per_scan']:.2f} s a scan, "

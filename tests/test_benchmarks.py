@@ -82,8 +82,8 @@ def test_zoo_ixi_scores_read_outs_and_pairs_them_on_tiny_synthetic_draws() -> No
     import torch
 
     from transmri.data import ScanTable
-    from transmri.evaluation.transfer_plan import TransferConfig, plan_splits
     from transmri.models import DeepbetEncoder
+    from transmri.transfer import TransferConfig, plan_splits
 
     zoo = _zoo()
     rng = np.random.default_rng(0)
@@ -94,15 +94,19 @@ def test_zoo_ixi_scores_read_outs_and_pairs_them_on_tiny_synthetic_draws() -> No
     table = ScanTable.from_frame(frame, check_files=False)
     y = np.array([lab == "M" for lab in labels], dtype=float)
     signal = y[:, None] + 0.3 * rng.normal(size=(40, 3))
-    features = {"deepbet": signal, "random": rng.normal(size=(40, 3)),
-                "ridge": rng.normal(size=(40, 5)), "volume": signal[:, :1],
-                "volume + deepbet": np.concatenate([signal[:, :1], signal], axis=1)}  # fmt: skip
+    base = {"deepbet": signal, "random": rng.normal(size=(40, 300)),
+            "ridge": rng.normal(size=(40, 5)), "volume": signal[:, :1]}  # fmt: skip
+    features = zoo.with_combined(base)
+    assert set(features) == set(zoo.METHODS)
+    assert np.array_equal(features["volume + random"][:, 0], base["volume"][:, 0])
     splits = plan_splits(table, TransferConfig(n_train=(10,), repeats=2, test_size=10, seed=0))
     values = zoo.target_values("sex", table)
     comparison = zoo.evaluate(features, subjects, splits, values, regression=False, test_set=0)
     assert len(comparison) == 2 * len(features)
     summary = comparison.groupby("method")["auc"].mean()
     assert summary["deepbet"] > 0.9 > summary["random"]
+    # 300 noise columns beside volume do not drown it: volume stays (nearly) unpenalised.
+    assert summary["volume + random"] > 0.9
     diff = zoo.differences(comparison, "auc")
     assert set(zip(diff["method"], diff["reference"], strict=True)) == set(zoo.DIFFERENCES)
     assert "| deepbet - random |" in zoo.markdown(zoo.summarize(comparison, "auc"), diff, "auc")

@@ -26,7 +26,8 @@ def test_list_shows_the_zoo(tmp_path: Path) -> None:
     result = transmri("encoder", "list", cache=tmp_path)
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert names == ["deepbet", "deepbet-bbox"]
+    assert names[:2] == ["deepbet", "deepbet-bbox"]
+    assert {"medicalnet-resnet18", "sfcn-age", "sfcn-sex"} <= set(names)
 
 
 def test_import_then_info(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import IXI_ROOT, blob_volume, write_nifti
 from tests.datasets.test_adni import HEADER, MPRAGE, archive_scan, collection_row
 from tests.test_cli import transmri
-from transmri.evaluation.transfer_plan import subjects_hash
+from transmri.transfer.plan import subjects_hash
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -72,8 +72,9 @@ _LAZY: dict[str, str] = {
     "build_report": "transmri.evaluation",
     "classification_metrics": "transmri.evaluation",
     "reconstruction_metrics": "transmri.evaluation",
-    "TransferConfig": "transmri.evaluation",
-    "transfer_curve": "transmri.evaluation",
+    # transfer
+    "TransferConfig": "transmri.transfer",
+    "transfer_curve": "transmri.transfer",
 }
 
 __all__ = [
@@ -165,11 +166,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         make_synthetic_cohort,
     )
     from transmri.evaluation import (
-        TransferConfig,
         build_report,
         classification_metrics,
         reconstruction_metrics,
-        transfer_curve,
     )
     from transmri.models import (
         ConvAutoEncoder,
@@ -188,3 +187,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_encoder,
         save_encoder,
     )
+    from transmri.transfer import TransferConfig, transfer_curve

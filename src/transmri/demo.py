@@ -164,8 +164,14 @@ def run_demo(
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    restart: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
     """Run the demo into ``out_dir``; return the path of ``report.html``.
+
+    Rerunning it into the same folder skips the finished steps and resumes an
+    interrupted training step; ``restart`` trains from scratch (see
+    :class:`~transmri.experiment.Experiment`).
 
     Raises:
         OutputExistsError: ``out_dir`` holds another run and not ``overwrite``.
@@ -178,5 +184,7 @@ def run_demo(
         overwrite=overwrite,
         progress=progress,
         log=log,
+        restart=restart,
+        note=note,
     )
     return experiment.run() / "report.html"

@@ -222,3 +222,27 @@ def test_reconstruction_metrics_shape_errors() -> None:
         reconstruction_metrics(np.zeros((2, 3, 8, 8, 8)), np.zeros((2, 3, 8, 8, 8)))
     with pytest.raises(DataFormatError, match="spatial size >= 3"):
         reconstruction_metrics(np.zeros((2, 8, 8)), np.zeros((2, 8, 8))[None])
+
+
+def test_classification_auc_is_one_rule_for_every_case() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from transmri.evaluation.metrics import classification_auc
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), size=30)
+    y = np.arange(30) % 3
+    ovr = roc_auc_score(y, p, multi_class="ovr", average="macro")
+    assert classification_auc(y, p) == pytest.approx(ovr)
+    # class 2 absent: the mean over the present classes, probabilities as given
+    y2 = np.arange(30) % 2
+    expected = np.mean([roc_auc_score(y2 == c, p[:, c]) for c in (0, 1)])
+    assert classification_auc(y2, p) == pytest.approx(expected)
+    report = classification_metrics(y2, p, classes=["a", "b", "c"], n_boot=0)
+    assert report.point["auc"] == pytest.approx(expected)
+    assert any("no sample of class 'c'" in n and "present" in n for n in report.notes)
+    # binary: the AUC of column 1; unlabelled (-1) scans ignored; one class: nan
+    b = np.stack([1 - p[:, 0], p[:, 0]], axis=1)
+    assert classification_auc(y2, b) == pytest.approx(roc_auc_score(y2, b[:, 1]))
+    assert classification_auc(np.r_[y2, -1], np.r_[b, [[0.5, 0.5]]]) == classification_auc(y2, b)
+    assert math.isnan(classification_auc(np.zeros(5, int), b[:5]))

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from transmri import _files
 from transmri.errors import ConfigError, DataFormatError
-from transmri.evaluation import _files
 from transmri.evaluation.plots import (
     orthogonal_slices,
     plot_bottleneck_histogram,

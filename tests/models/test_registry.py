@@ -79,6 +79,8 @@ def test_registry_lists_every_name() -> None:
             "resnet18",
             "densenet121",
             "deepbet_encoder",
+            "medicalnet_resnet",
+            "sfcn_encoder",
         ]
     )
     assert build_model({"name": "mixed", "autoencoder": {"name": "srcae"}, "num_classes": 2})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -71,11 +73,63 @@ def test_skull_strip_none_and_empty_mask(ixi_csv, tmp_path: Path) -> None:
     assert not list((tmp_path / "b").rglob("*.nii.gz"))
 
 
-def test_deepbet_missing_names_module(ixi_csv, tmp_path: Path) -> None:
-    try:
-        import transmri.pretrained.deepbet  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"transmri\.pretrained\.deepbet"):
-            preprocess_table(_table(ixi_csv(1)), tmp_path, RawScanConfig(skull_strip="deepbet"))
-    else:
-        pytest.skip("transmri.pretrained.deepbet is installed")
+def test_deepbet_missing_names_module(
+    ixi_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "transmri.pretrained.deepbet", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"transmri\.pretrained\.deepbet"):
+        preprocess_table(_table(ixi_csv(1)), tmp_path, RawScanConfig(skull_strip="deepbet"))
+    assert not list(tmp_path.rglob("*.nii.gz"))
+
+
+def test_deepbet_skull_strip_matches_the_ixi_mask(ixi_csv, tmp_path: Path) -> None:
+    pytest.importorskip("deepbet", reason="skull_strip='deepbet' needs the deepbet extra")
+    table = _table(ixi_csv(1))
+    config = RawScanConfig(skull_strip="deepbet", register="none")
+    scans = preprocess_table(table, tmp_path, config)
+    ours = np.asarray(nib.load(scans.loc[0, "mask"]).dataobj) > 0
+    theirs = np.asarray(nib.load(table.masks[0]).dataobj) > 0
+    dice = 2 * (ours & theirs).sum() / (ours.sum() + theirs.sum())
+    assert dice > 0.95, dice
+    image = np.asarray(nib.load(scans.loc[0, "path"]).dataobj)
+    assert not image[~ours].any()  # skull-stripped with the network's mask
+    sidecar = json.loads(Path(scans.loc[0, "path"].replace(".nii.gz", ".json")).read_text())
+    assert sidecar["steps"] == ["skull_strip:deepbet"] and sidecar["space"] == "native"
+
+
+def test_n4_removes_a_bias_field(ixi_csv, tmp_path: Path) -> None:
+    pytest.importorskip("ants", reason="N4 needs antspyx")
+    table = _table(ixi_csv(1))
+    img = nib.load(table.paths[0])
+    clean = np.asarray(img.dataobj, dtype=np.float32)
+    brain = np.asarray(nib.load(table.masks[0]).dataobj) > 0
+    ramp = np.linspace(0.6, 1.4, clean.shape[0], dtype=np.float32)[:, None, None]
+    biased = tmp_path / "biased.nii.gz"
+    nib.save(nib.Nifti1Image(clean * ramp, img.affine), str(biased))
+    frame = table.frame.copy()
+    frame["path"] = str(biased)
+    scans = preprocess_table(
+        table.with_frame(frame), tmp_path / "out", RawScanConfig(register="none", bias_correct=True)
+    )
+    corrected = np.asarray(nib.load(scans.loc[0, "path"]).dataobj, dtype=np.float32)
+    inside = brain & (clean > 0)
+
+    def ramp_left(volume: np.ndarray) -> float:
+        """Correlation of (volume / clean) with the ramp's axis, inside the brain."""
+        ratio = volume[inside] / clean[inside]
+        axis = np.broadcast_to(ramp, clean.shape)[inside]
+        return float(np.corrcoef(ratio, axis)[0, 1])
+
+    assert ramp_left(clean * ramp) > 0.99
+    assert ramp_left(corrected) < 0.5  # N4 takes most of the field out
+    sidecar = json.loads(Path(scans.loc[0, "path"].replace(".nii.gz", ".json")).read_text())
+    assert sidecar["steps"] == ["skull_strip:mask", "n4:antspyx"]
+    assert "antspyx" in sidecar["versions"]
+
+
+def test_fail_on_diverged_raises_and_writes_nothing(ixi_csv, tmp_path: Path) -> None:
+    table = _table(ixi_csv(1))
+    strict = RawScanConfig(min_ncc=0.99, fail_on_diverged=True)  # no real registration reaches it
+    with pytest.raises(DataFormatError, match=r"IXI012-HH-1211_T1.*registration diverged \(NCC"):
+        preprocess_table(table, tmp_path, strict)
+    assert not list(tmp_path.rglob("*.nii.gz")) and not (tmp_path / "scans.csv").exists()

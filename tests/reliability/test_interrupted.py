@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -184,3 +185,92 @@ def test_checkpoint_save_interrupted_leaves_a_loadable_one(
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(IntegrityError, match="sha256 mismatch"):
         load_checkpoint(path)
+
+
+# ------------------------------------------------------------- the command line
+CLI = "import sys; from transmri.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI_EPOCHS = {"pretrain": 3, "frozen": 1, "unfrozen": 2}
+
+
+def _tiny_experiment(root: Path) -> Path:
+    """An experiment of two tiny cohorts (16^3 blobs): a whole run takes seconds."""
+    source = tiny_cohort(root / "source", 12, shape=_jobs.SHAPE, seed=1)
+    target = tiny_cohort(root / "target", 12, shape=_jobs.SHAPE, seed=2)
+    frame = pd.read_csv(target)
+    frame["subject"] = frame["subject"].str.replace("sub-", "tgt-")  # other people
+    frame.to_csv(target, index=False)
+    text = f"""
+        name: tiny
+        seed: 0
+        data:
+          source: {{adapter: csv, path: {source.relative_to(root)}}}
+          target: {{adapter: csv, path: {target.relative_to(root)}}}
+          preprocessing: {{target_shape: [16, 16, 16]}}
+        model: {{arch: cae, channels: [4, 8]}}
+        pretrain: {{objective: autoencoder, epochs: {CLI_EPOCHS["pretrain"]}, batch_size: 4}}
+        finetune:
+          epochs_frozen: {CLI_EPOCHS["frozen"]}
+          epochs_unfrozen: {CLI_EPOCHS["unfrozen"]}
+          batch_size: 4
+          lr: 0.003
+        evaluation: {{methods: [], embeddings: false, report: false, n_boot: 10}}
+    """
+    path = root / "experiment.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _rows(csv: Path) -> int:
+    try:
+        return max(0, len(csv.read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def _stage(last: Path) -> str | None:
+    """The fit stage that wrote ``last`` (``None`` while there is none, or mid-replace)."""
+    if not last.is_file():
+        return None
+    try:
+        return str(load_checkpoint(last).get("stage"))
+    except (OSError, IntegrityError):
+        return None
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return dict(load_file(path))
+
+
+def test_cli_run_killed_then_rerun_matches_uninterrupted(tmp_path: Path) -> None:
+    from transmri.experiment import Experiment, load_experiment
+
+    experiment = _tiny_experiment(tmp_path)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    # The uninterrupted run, in this process (one thread, like the children).
+    config = load_experiment(experiment, overrides=[f"output={straight}"])
+    Experiment(config).run()
+
+    # `transmri run` SIGKILLed in fine-tuning's second stage, once the frozen
+    # stage and one unfrozen epoch are checkpointed (pretraining finished) ...
+    proc = start(CLI, "run", experiment, "--out", killed)
+    last = killed / "finetune" / "checkpoints" / "last.pt"
+    kill_when(proc, lambda: _stage(last) == "unfrozen", timeout=300)
+    done = load_checkpoint(last)
+    assert done["stage"] == "unfrozen" and 1 <= done["epoch"] < CLI_EPOCHS["unfrozen"]
+    assert not (killed / "metrics_test.json").exists()
+    # ... then the same command again: pretraining is not repeated, fine-tuning resumes.
+    proc = start(CLI, "run", experiment, "--out", killed)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "transmri: pretrain: already done" in err
+    assert f"transmri: finetune: resuming from {last} (2 of 3 epochs done)" in err
+
+    for name in ("pretrain/encoder.safetensors", "finetune/models/model.safetensors"):
+        a, b = _tensors(straight / name), _tensors(killed / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}: {key}"
+    for name in ("pretrain/history.csv", "history.csv", "predictions_test.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(straight / name), pd.read_csv(killed / name))

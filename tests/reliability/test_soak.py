@@ -13,12 +13,12 @@ from torch.utils.data import DataLoader
 from tests.reliability._helpers import tiny_cohort
 from transmri.data import DataBunch, PreprocessConfig, ScanTable
 
-N_SCANS = 2000
+N_SCANS = 1000
 SHAPE = (16, 16, 16)
 EPOCHS = 6
-# One epoch reads ~1,600 training volumes of 16 KB (float32): 25 MB. A leak of
-# even a third of what an epoch reads (a kept tensor, an unclosed memory map,
-# a growing per-item cache) would add > 8 MB per epoch, > 40 MB over the five
+# One epoch reads ~800 training volumes of 16 KB (float32): 13 MB. A leak of
+# even a quarter of what an epoch reads (a kept tensor, an unclosed memory map,
+# a growing per-item cache) would add > 3.2 MB per epoch, > 16 MB over the five
 # epochs after the first. Allocator noise (arenas, freed-but-kept pages) is a
 # few MB. So: growth after the first epoch must stay under 16 MB.
 MAX_GROWTH_MB = 16.0

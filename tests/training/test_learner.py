@@ -311,3 +311,89 @@ def test_events_fire_in_order(make_data: MakeData, tmp_path: Path) -> None:
         "on_epoch_end",
         "on_fit_end",
     ]
+
+
+class _CrashAt(Callback):
+    """Interrupt like Ctrl-C: after epoch ``epoch`` of the whole history, or at a stage's start."""
+
+    def __init__(self, *, epoch: int | None = None, stage: str | None = None) -> None:
+        self.epoch, self.stage = epoch, stage
+
+    def on_fit_start(self, learner: Learner, state: FitState) -> None:
+        if self.stage is not None and learner._stage == self.stage:
+            raise KeyboardInterrupt(f"simulated crash at the start of {self.stage}")
+
+    def on_epoch_end(self, learner: Learner, state: FitState) -> None:
+        if self.epoch is not None and len(learner.history_) == self.epoch:
+            raise KeyboardInterrupt(f"simulated crash after epoch {self.epoch}")
+
+
+def _same_run(a: Learner, b: Learner) -> None:
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(b.model.state_dict()[key], value), key
+    pd.testing.assert_frame_equal(pd.DataFrame(a.history_), pd.DataFrame(b.history_))
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        {"stage": "unfrozen"},  # the frozen stage finished, the unfrozen one wrote nothing yet
+        {"epoch": 3},  # inside the unfrozen stage
+    ],
+    ids=["between", "unfrozen"],
+)
+def test_fine_tune_resume_equals_straight_run(
+    make_data: MakeData, tmp_path: Path, crash: dict[str, Any]
+) -> None:
+    data = make_data()
+    straight = _clf(data, tmp_path / "a")
+    straight.fine_tune(2, 2, 3e-3, lr_mult=0.5)
+    crashed = _clf(data, tmp_path / "b", callbacks=[_CrashAt(**crash)])
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fine_tune(2, 2, 3e-3, lr_mult=0.5)
+    torch.manual_seed(123)  # a fresh process starts from other weights and RNG states
+    resumed = _clf(data, tmp_path / "b")
+    resumed.fine_tune(2, 2, 3e-3, lr_mult=0.5, resume=True)
+    assert [row["epoch"] for row in resumed.history_] == [1, 2, 3, 4]
+    _same_run(straight, resumed)
+    assert all(p.requires_grad for p in resumed.model.parameters())
+
+
+def test_fine_tune_resume_refuses_a_checkpoint_of_another_stage(
+    make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data()
+    _clf(data, tmp_path / "run").fit(1, 1e-3)  # a plain fit: no stage
+    with pytest.raises(CheckpointError, match=r"last\.pt: written by fit stage '\(none"):
+        _clf(data, tmp_path / "run").fine_tune(1, 1, resume=True)
+    with pytest.raises(FileNotFoundError, match=r"last\.pt: checkpoint not found"):
+        _clf(data, tmp_path / "new").fine_tune(1, 1, resume=True)
+
+
+def test_resume_of_a_finished_or_early_stopped_fit_trains_nothing(
+    make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data()
+    # lr=0: the monitored loss never improves after epoch 1, so epoch 3 stops it.
+    done = _clf(data, tmp_path / "run").fit(6, 1e-9, early_stop=2)
+    assert len(done.history_) == 3
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    again = _clf(data, tmp_path / "run").fit(6, 1e-9, early_stop=2, resume=True)
+    assert last.read_bytes() == before  # no epoch was trained, nothing rewritten
+    _same_run(done, again)
+
+
+def test_last_checkpoint_carries_the_best_weights(make_data: MakeData, tmp_path: Path) -> None:
+    data = make_data()
+    learner = _clf(data, tmp_path / "run")
+    learner.fit(3, 3e-3)
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    for key, value in best["model"].items():
+        assert torch.equal(last["best_model"][key], value), key
+        assert torch.equal(learner.model.state_dict()[key], value), key
+    # best.pt damaged or replaced by another stage since: the resume still ends on the best
+    (tmp_path / "run" / "checkpoints" / "best.pt").unlink()
+    again = _clf(data, tmp_path / "run").fit(3, 3e-3, resume=True)
+    _same_run(learner, again)

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import confusion_matrix
+from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from transmri.data import DataBunch
+from transmri.data import DataBunch, PreprocessConfig, ScanTable
 from transmri.errors import CheckpointError, ConfigError, IntegrityError, NotFittedError
 from transmri.evaluation import build_report
 from transmri.evaluation.metrics import read_metrics
@@ -249,3 +249,36 @@ def test_lr_find_restores_weights(make_data: MakeData, tmp_path: Path) -> None:
     assert len(lrs) == len(losses) <= 6 and lrs[0] == pytest.approx(1e-5)
     assert np.all(np.diff(lrs) > 0) and lrs[0] <= suggestion <= lrs[-1]
     assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items())
+
+
+def test_history_val_auc_is_metrics_val_auc_with_a_class_absent(
+    make_cohort: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Issue 18: history.csv (training loop) and metrics_val.json (evaluation)
+    # computed the AUC twice, with different rules for a class absent from the split.
+    csv = make_cohort(15, shape=(16, 16, 16))
+    frame = pd.read_csv(csv)
+    frame["label"] = [("A", "B", "C")[i % 3] for i in range(len(frame))]
+    frame.to_csv(csv, index=False)
+    table = ScanTable.from_csv(csv, mask_col="mask")
+    val = [0, 1, 3, 4]  # A, B, A, B: class C is absent from validation
+    data = DataBunch.from_splits(
+        train=table.subset([i for i in range(len(table)) if i not in val]),
+        val=table.subset(val),
+        preprocessing=PreprocessConfig(target_shape=(16, 16, 16)),
+        cache_dir=tmp_path / "cache",
+    )
+    assert list(data.classes) == ["A", "B", "C"]
+    learner = _clf(data, tmp_path / "run").fit(1, 1e-2)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    learner.evaluate("val", n_boot=0)
+    report = read_metrics(tmp_path / "run" / "metrics_val.json")
+    predictions = learner.predict("val")
+    present = np.unique(predictions.labels)
+    by_hand = np.mean(
+        [roc_auc_score(predictions.labels == c, predictions.probs[:, c]) for c in present]
+    )
+    assert list(present) == [0, 1]
+    assert np.isfinite(report.point["auc"])
+    assert history["val_auc"].iloc[-1] == pytest.approx(report.point["auc"], abs=1e-9)
+    assert report.point["auc"] == pytest.approx(by_hand, abs=1e-9)

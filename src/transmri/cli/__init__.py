@@ -38,6 +38,11 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _note(line: str) -> None:
+    """A skipped or resumed step: on stderr, so that stdout keeps the results."""
+    print(f"transmri: {line}", file=sys.stderr, flush=True)
+
+
 def _experiment(args: argparse.Namespace) -> Any:
     from transmri.experiment import Experiment, load_experiment
 
@@ -45,7 +50,14 @@ def _experiment(args: argparse.Namespace) -> Any:
     if args.out is not None:
         overrides.append(f"output={Path(args.out).absolute()}")
     config = load_experiment(args.experiment, overrides=overrides)
-    experiment = Experiment(config, overwrite=args.overwrite, progress=args.progress, log=_say)
+    experiment = Experiment(
+        config,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        log=_say,
+        restart=args.restart,
+        note=_note,
+    )
     experiment.check()
     return experiment
 
@@ -98,7 +110,15 @@ def _demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
     )
-    report = run_demo(args.out, config, overwrite=args.overwrite, progress=args.progress, log=_say)
+    report = run_demo(
+        args.out,
+        config,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        log=_say,
+        restart=args.restart,
+        note=_note,
+    )
     _say(f"Report: {report}")
     _say("The data are SYNTHETIC (generated from the MNI152 template), not real patients.")
     return 0

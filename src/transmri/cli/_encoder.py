@@ -33,12 +33,18 @@ def add_encoder_parser(commands: Any, formatter: type[argparse.HelpFormatter]) -
     )
     imp.add_argument(
         "kind",
-        metavar="KIND",
+        metavar="KIND [PATH]",
         nargs="+",
-        help="deepbet (brain-mask network) or 'deepbet bbox' / deepbet-bbox",
+        help=(
+            "deepbet, 'deepbet bbox' / deepbet-bbox (weights from the installed package), or "
+            "medicalnet-resnet10|18|34|50, sfcn-age, sfcn-sex followed by the checkpoint "
+            "file you provide (see `transmri encoder list`)"
+        ),
     )
     imp.add_argument("--out", required=True, metavar="DIR", help="folder to write")
-    imp.add_argument("--source", metavar="PATH", help="the checkpoint (default: installed one)")
+    imp.add_argument(
+        "--source", metavar="PATH", help="the checkpoint (deepbet default: the installed one)"
+    )
     info = actions.add_parser(
         "info", help="print a saved encoder's card", formatter_class=formatter
     )
@@ -46,16 +52,26 @@ def add_encoder_parser(commands: Any, formatter: type[argparse.HelpFormatter]) -
     actions.add_parser("list", help="list the zoo's encoders", formatter_class=formatter)
 
 
-def _zoo_name(kind: list[str]) -> str:
+def _zoo_name(kind: list[str], source: str | None) -> tuple[str, str | None]:
+    """The zoo name and checkpoint path of ``KIND [PATH]`` (or ``--source``)."""
     from transmri.errors import ConfigError
+    from transmri.pretrained.zoo import USER_CHECKPOINTS
 
+    if kind[0] in USER_CHECKPOINTS:
+        if len(kind) > 2 or (len(kind) == 2 and source is not None):
+            raise ConfigError(
+                f"encoder import: expected {kind[0]} PATH (one checkpoint file), got "
+                f"{' '.join(kind[1:])!r}" + (f" and --source {source}" if source else "")
+            )
+        return kind[0], kind[1] if len(kind) == 2 else source
     joined = "-".join(kind)
     name = _KINDS.get(joined, _KINDS.get(kind[-1]) if kind[0] == "deepbet" else None)
     if name is None:
         raise ConfigError(
-            f"encoder import: unknown KIND {' '.join(kind)!r}; expected deepbet [bbox]"
+            f"encoder import: unknown KIND {' '.join(kind)!r}; expected deepbet [bbox] or "
+            f"one of {', '.join(USER_CHECKPOINTS)} followed by the checkpoint file"
         )
-    return name
+    return name, source
 
 
 def run_encoder(args: argparse.Namespace) -> int:
@@ -64,12 +80,13 @@ def run_encoder(args: argparse.Namespace) -> int:
         from transmri.pretrained.zoo import ZOO
 
         for name, text in ZOO.items():
-            print(f"{name:14s} {text}")
+            print(f"{name:20s} {text}")
         return 0
     if args.encoder_action == "import":
         from transmri.pretrained.zoo import import_encoder
 
-        card_file = import_encoder(_zoo_name(args.kind), Path(args.out), source=args.source)
+        name, source = _zoo_name(args.kind, args.source)
+        card_file = import_encoder(name, Path(args.out), source=source)
         print(f"wrote {card_file} and {card_file.with_suffix('.safetensors')}")
         return 0
     from transmri.training.encoder_io import load_encoder

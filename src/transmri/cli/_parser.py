@@ -51,7 +51,17 @@ def _experiment_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace another run found in the run folder instead of refusing",
     )
+    _restart(parser)
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+
+
+def _restart(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="train from scratch instead of skipping finished steps and resuming an "
+        "interrupted one from its checkpoint (removes only what those steps wrote)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run")
+    _restart(demo)
     demo.add_argument("--progress", action="store_true", help="show progress bars")
 
     run = commands.add_parser(

@@ -30,7 +30,6 @@ import io
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from transmri._files import atomic_write_bytes
 from transmri._validation import check_choice, check_existing_file
 from transmri.data.preprocess import PreprocessConfig, preprocess_scan
 from transmri.data.table import ScanTable
@@ -156,21 +156,6 @@ def check_content_leakage(parts: Mapping[str, ScanTable]) -> None:
             f"({a_path}) and subject {b_subject!r} ({b_path}){more}; the same scan under two "
             "subject ids would be tested on what was trained on: remove the copies"
         )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: temp file in the same folder, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class VolumeCache:
@@ -406,8 +391,8 @@ class VolumeCache:
         json_file = npy.with_suffix(".json")
         try:
             npy.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(npy, payload)
-            _atomic_write(json_file, json.dumps(sidecar, indent=1).encode("utf-8"))
+            atomic_write_bytes(npy, payload)
+            atomic_write_bytes(json_file, json.dumps(sidecar, indent=1).encode("utf-8"))
         except OSError as exc:
             if not json_file.exists():  # our .npy alone is not an entry; another's is complete
                 npy.unlink(missing_ok=True)

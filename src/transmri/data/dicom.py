@@ -37,7 +37,7 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
-from transmri._atomic import atomic_write_json
+from transmri._files import atomic_write_json, replace_path
 from transmri._validation import check_choice, check_existing_dir
 from transmri.errors import DataFormatError
 
@@ -576,12 +576,12 @@ def convert_dicom_series(
         )
         final = work / "entry"
         final.mkdir()
-        os.replace(produced, final / "scan.nii.gz")
+        replace_path(produced, final / "scan.nii.gz")
         atomic_write_json(final / "scan.json", sidecar)
         if entry.exists() and not (nifti.is_file() and sidecar_path.is_file()):
             shutil.rmtree(entry)  # an incomplete entry (files deleted by hand)
         try:
-            os.replace(final, entry)
+            replace_path(final, entry)
         except OSError:
             if not (nifti.is_file() and sidecar_path.is_file()):
                 raise  # not a concurrent writer that finished first

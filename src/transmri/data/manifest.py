@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from transmri._atomic import atomic_write_bytes
+from transmri._files import atomic_write_bytes
 from transmri.data.augment import AugmentConfig
 from transmri.data.preprocess import PreprocessConfig
 from transmri.data.split import SplitIndices

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transmri._files import atomic_write_text
 from transmri.errors import DataFormatError
 
 __all__ = ["REQUIRED_COLUMNS", "ScanTable", "fold_reasons"]
@@ -401,16 +402,10 @@ class ScanTable:
             OSError: the file cannot be written (read-only folder, disk full),
                 naming it; no partial or temporary file is left behind.
         """
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(self.frame.to_csv(index=False), encoding="utf-8")
-            os.replace(tmp, target)
+            atomic_write_text(path, self.frame.to_csv(index=False))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise type(exc)(
-                exc.errno, f"{target}: cannot write the scan table ({exc.strerror or exc})"
-            ) from exc
+            raise type(exc)(exc.errno, f"scan table: {exc.strerror or exc}") from exc
 
     def summary(self) -> str:
         """One line: scans, subjects, label counts and what was skipped."""

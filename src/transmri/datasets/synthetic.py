@@ -79,6 +79,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from transmri._files import atomic_path, atomic_write_text
 from transmri._validation import (
     check_choice,
     check_fraction,
@@ -352,13 +353,11 @@ def make_synthetic_cohort(
             }
         )
     _save_nifti(out / "brain_mask.nii.gz", union, template.out_affine)
-    _write_text(
+    atomic_write_text(
         out / "README.txt",
         _README.format(version=__version__, condition=config.condition, contrast=config.contrast),
     )
-    tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
+    atomic_write_text(csv_path, pd.DataFrame(rows).to_csv(index=False))
     manifest = {
         "synthetic": True,
         "generator": "transmri.datasets.make_synthetic_cohort",
@@ -372,7 +371,7 @@ def make_synthetic_cohort(
         "shape": list(template.out_shape),
         "affine": template.out_affine.tolist(),
     }
-    _write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return csv_path
 
 
@@ -423,12 +422,5 @@ def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
-    tmp = path.with_name(f".{path.name.removesuffix('.nii.gz')}.{os.getpid()}.tmp.nii.gz")
-    nib.save(image, tmp)
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.nii.gz") as tmp:
+        nib.save(image, tmp)

@@ -1,11 +1,12 @@
 """transmri.evaluation: metrics with subject-grouped intervals, figures, saliency, reports.
 
 Metric, figure and report functions take plain arrays, tables, modules or a
-run folder and never import :mod:`transmri.training` (the Learner calls them).
-The transfer benchmark (``transfer_curve`` and its methods) trains models, so
-it imports the training stage inside its method functions only.
+run folder and never import :mod:`transmri.training` (the Learner calls them)
+or :mod:`transmri.transfer` (the transfer benchmark, which trains Learners,
+lives there and calls these).
 """
 
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.metrics import (
     METRIC_NAMES,
     MetricsReport,
@@ -30,44 +31,17 @@ from transmri.evaluation.plots import (
 )
 from transmri.evaluation.report import build_report
 from transmri.evaluation.saliency import gradient_map, occlusion_map, plot_saliency
-from transmri.evaluation.transfer import (
-    COMPARISON_COLUMNS,
-    TransferResult,
-    paired_differences,
-    transfer_curve,
-)
-from transmri.evaluation.transfer_methods import (
-    MethodContext,
-    MethodResult,
-    available_methods,
-    register_method,
-)
-from transmri.evaluation.transfer_plan import (
-    TransferConfig,
-    TransferSplit,
-    held_out_subjects,
-    plan_splits,
-)
 
 __all__ = [
-    "COMPARISON_COLUMNS",
     "METRIC_NAMES",
-    "MethodContext",
-    "MethodResult",
     "MetricsReport",
-    "TransferConfig",
-    "TransferResult",
-    "TransferSplit",
-    "available_methods",
     "build_report",
     "classification_metrics",
     "encode_labels",
     "gradient_map",
-    "held_out_subjects",
     "occlusion_map",
     "orthogonal_slices",
     "paired_differences",
-    "plan_splits",
     "plot_bottleneck_histogram",
     "plot_confusion_matrix",
     "plot_history",
@@ -79,9 +53,36 @@ __all__ = [
     "plot_tsne",
     "read_metrics",
     "reconstruction_metrics",
-    "register_method",
     "show_sample",
     "summarize_comparison",
-    "transfer_curve",
     "write_metrics",
 ]
+
+# Names that moved to transmri.transfer (issue 18); importing them from here
+# would make evaluation import the training stage again.
+_MOVED_TO_TRANSFER = frozenset(
+    {
+        "COMPARISON_COLUMNS",
+        "MethodContext",
+        "MethodResult",
+        "TransferConfig",
+        "TransferResult",
+        "TransferSplit",
+        "available_methods",
+        "held_out_subjects",
+        "plan_splits",
+        "register_method",
+        "transfer_curve",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    """Tell where a moved name lives now (an ImportError: ``from ... import`` keeps its text)."""
+    if name in _MOVED_TO_TRANSFER:
+        raise ImportError(
+            f"transmri.evaluation.{name} moved to transmri.transfer.{name}: "
+            f"use 'from transmri.transfer import {name}' (or transmri.{name} where the "
+            "package exports it)"
+        )
+    raise AttributeError(f"module 'transmri.evaluation' has no attribute {name!r}")

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from transmri._files import FIGURE_DPI
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import FIGURE_DPI
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.intervals import (
     COUNT_COLUMNS,
     PROPORTION_COLUMNS,
@@ -44,7 +45,6 @@ from transmri.evaluation.plots import (
     plot_tsne,
     summarize_comparison,
 )
-from transmri.evaluation.transfer import paired_differences
 
 __all__ = [
     "SPLIT_ORDER",

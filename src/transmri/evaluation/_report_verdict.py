@@ -6,7 +6,7 @@ table of every method's mean and interval, and one sentence about the best
 each baseline that was run: training from scratch, ridge on voxels and the
 random-weight control. The sentence is decided by the **paired** difference
 (same training and test subjects within a repeat, see
-:func:`~transmri.evaluation.transfer.paired_differences`), never by whether
+:func:`~transmri.evaluation.comparison.paired_differences`), never by whether
 two per-method intervals overlap: overlapping intervals say little when the
 methods move together from draw to draw. When the best was picked among
 several transfer methods, a note says so.
@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from transmri.evaluation._report_sections import absent, escape, read_csv
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.intervals import as_flags, clip_interval, difference_range
 from transmri.evaluation.plots import summarize_comparison
-from transmri.evaluation.transfer import paired_differences
 
 __all__ = [
     "BASELINES",

@@ -30,13 +30,15 @@ import pandas as pd
 import torch
 from scipy.stats import rankdata
 
+from transmri._files import atomic_write_text
 from transmri._validation import check_existing_file, check_fraction, check_positive_int
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import atomic_write_text
 
 __all__ = [
     "METRIC_NAMES",
     "MetricsReport",
+    "binary_auc",
+    "classification_auc",
     "classification_metrics",
     "encode_labels",
     "read_metrics",
@@ -227,14 +229,50 @@ def _check_proba(proba: Any, n: int, k: int) -> np.ndarray:
     return p
 
 
-def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """Mann-Whitney AUC with ties counted half (equals sklearn's roc_auc_score)."""
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
+def binary_auc(positive: npt.ArrayLike, score: npt.ArrayLike) -> float:
+    """ROC AUC of ``score`` for the samples where ``positive`` is true (Mann-Whitney, ties half).
+
+    Equals scikit-learn's ``roc_auc_score(positive, score)``; ``nan`` when
+    ``positive`` is all true or all false (the AUC is undefined then).
+    """
+    pos = np.asarray(positive, dtype=bool)
+    n_pos = int(pos.sum())
+    n_neg = pos.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    ranks = rankdata(np.asarray(score, dtype=np.float64))
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_auc(y: npt.ArrayLike, probs: npt.ArrayLike) -> float:
+    """The package's one ROC AUC of class indices ``y`` against ``(n, k)`` probabilities.
+
+    Every AUC transmri reports (``history.csv``'s ``val_auc``, ``metrics_<split>.json``,
+    the fine-tuning recipes' model selection, the ROC figure) is this one.
+
+    - Two classes: the AUC of ``probs[:, 1]`` for class 1.
+    - More classes: one-vs-rest macro, the mean over the classes present in
+      ``y`` of the AUC of ``probs[:, c]`` for class ``c``. A class absent from
+      ``y`` is left out (its one-vs-rest AUC is undefined), as balanced
+      accuracy leaves it out; the probabilities are used as given.
+    - ``nan`` when ``y`` holds fewer than two classes.
+
+    Samples with a negative label (unlabelled) are ignored.
+
+    Example:
+        >>> classification_auc([0, 0, 1, 1], [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+        1.0
+    """
+    labels = np.asarray(y, dtype=np.int64).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64)
+    keep = labels >= 0
+    labels, p = labels[keep], p[keep]
+    present = np.unique(labels)
+    if present.size < 2:
+        return float("nan")
+    if p.shape[1] == 2:
+        return binary_auc(labels == 1, p[:, 1])
+    return float(np.mean([binary_auc(labels == c, p[:, c]) for c in present]))
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
@@ -262,14 +300,12 @@ def _all_metrics(y: np.ndarray, p: np.ndarray, k: int) -> dict[str, float]:
         # Classes absent from y_true are left out (as scikit-learn does).
         "balanced_accuracy": _nanmean(recall),
     }
+    out["auc"] = classification_auc(y, p)
     if k == 2:
-        out["auc"] = _binary_auc(y == 1, p[:, 1])
         out["sensitivity"] = float(recall[1])
         out["specificity"] = float(recall[0])
         out["f1"] = float(f1[1]) if f1_den[1] > 0 else 0.0
     else:
-        aucs = [_binary_auc(y == c, p[:, c]) for c in range(k)]
-        out["auc"] = float("nan") if np.isnan(aucs).any() else float(np.mean(aucs))
         out["sensitivity"] = _nanmean(recall)
         out["specificity"] = _nanmean(spec)
         # Macro F1 over the classes present in y_true or y_pred (scikit-learn's default).
@@ -327,9 +363,9 @@ def classification_metrics(
     Binary (two classes): ``classes[1]`` is the positive class; AUC uses its
     probability, sensitivity is its recall, specificity the recall of
     ``classes[0]`` and F1 is the positive class's. Multi-class: AUC is the
-    one-vs-rest macro mean, sensitivity the macro recall, specificity the
-    macro specificity and F1 the macro F1. Predictions are the arg-max of
-    ``proba``.
+    one-vs-rest macro mean over the classes present (:func:`classification_auc`),
+    sensitivity the macro recall, specificity the macro specificity and F1 the
+    macro F1. Predictions are the arg-max of ``proba``.
 
     Intervals are percentile intervals over ``n_boot`` bootstrap resamples
     that draw whole subjects (``groups``) with replacement; without
@@ -376,6 +412,7 @@ def classification_metrics(
             f"AUC undefined: the split holds no sample of class {', '.join(map(repr, absent))}"
             if math.isnan(point["auc"])
             else f"no sample of class {', '.join(map(repr, absent))} in the split"
+            + (" (AUC: one-vs-rest mean over the classes present)" if k > 2 else "")
         )
 
     low = dict.fromkeys(point, float("nan"))

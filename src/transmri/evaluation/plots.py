@@ -2,7 +2,7 @@
 
 Every function takes plain data (arrays, frames), returns a
 :class:`matplotlib.figure.Figure` and, when ``path`` is given, saves it as a
-PNG at :data:`~transmri.evaluation._files.FIGURE_DPI` (temp file, then
+PNG at :data:`~transmri._files.FIGURE_DPI` (temp file, then
 rename). Figures are built with the object-oriented API and are never
 registered with ``pyplot``: nothing stays open in a global figure list, and a
 caller may keep, save again or drop the returned figure.
@@ -27,9 +27,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from transmri._files import save_figure
 from transmri._validation import check_fraction, check_positive_int
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import save_figure
 from transmri.evaluation.intervals import (
     COUNT_COLUMNS,
     PROPORTION_COLUMNS,
@@ -37,7 +37,7 @@ from transmri.evaluation.intervals import (
     mean_interval,
     wilson_interval,
 )
-from transmri.evaluation.metrics import encode_labels
+from transmri.evaluation.metrics import binary_auc, classification_auc, encode_labels
 
 __all__ = [
     "orthogonal_slices",
@@ -457,9 +457,11 @@ def plot_roc(
 ) -> Figure:
     """ROC curve(s) with AUC: of ``classes[1]`` if binary, one-vs-rest per class otherwise.
 
-    A class without positive or negative samples has no curve; the legend says so.
+    A class without positive or negative samples has no curve; the legend says
+    so. With more than two classes the title gives their mean, the AUC of
+    :func:`~transmri.evaluation.metrics.classification_auc`.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
 
     y = encode_labels(y_true, classes)
     p = np.asarray(proba, dtype=np.float64)
@@ -478,8 +480,10 @@ def plot_roc(
             ax.plot([], [], label=f"{name}: undefined (one class only)")
             continue
         fpr, tpr, _ = roc_curve(positive, p[:, c])
-        auc = roc_auc_score(positive, p[:, c])
+        auc = binary_auc(positive, p[:, c])
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    if k > 2:  # the macro mean of the curves' AUCs, as metrics_<split>.json reports it
+        ax.set_title(f"one-vs-rest macro AUC {classification_auc(y, p):.3f}", fontsize=10)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("false positive rate (1 - specificity)")
     ax.set_ylabel("true positive rate (sensitivity)")

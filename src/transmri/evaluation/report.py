@@ -56,9 +56,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from transmri._files import atomic_write_text
 from transmri._validation import check_existing_dir, check_existing_file
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import atomic_write_text
 from transmri.evaluation._report_sections import (
     absent,
     comparison_section,

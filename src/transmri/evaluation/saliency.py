@@ -23,9 +23,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from transmri._files import save_figure
 from transmri._validation import check_positive_float, check_positive_int
 from transmri.errors import DataFormatError
-from transmri.evaluation._files import save_figure
 from transmri.evaluation.plots import orthogonal_slices
 
 __all__ = ["gradient_map", "occlusion_map", "plot_saliency"]

@@ -194,7 +194,7 @@ def check_methods(methods: Sequence[str], *, where: str) -> None:
         return
     import difflib
 
-    from transmri.evaluation import available_methods  # the registry, recipes included
+    from transmri.transfer import available_methods  # the registry, recipes included
 
     known = available_methods()
     for name in methods:

@@ -2,7 +2,10 @@
 
 Each step reads what earlier steps left in the run folder, so every step can
 also run alone in a new process (``transmri pretrain exp.yaml`` then
-``transmri finetune exp.yaml``). The run folder::
+``transmri finetune exp.yaml``). Running a step again skips it if it
+finished (``pretrain``, ``finetune``; ``compare`` measures only missing rows)
+and resumes an interrupted training step from its ``checkpoints/last.pt``;
+``restart=True`` starts over (see ``docs/resume.md``). The run folder::
 
     RUN_DIR/
       run.json                  kind "experiment", name, synthetic, identity, steps, config
@@ -69,6 +72,7 @@ class Experiment(ExperimentState):
         """Load both cohorts, fill the volume cache and write the data statistics."""
         from transmri.data import VolumeCache
 
+        self._begin("prepare")
         self.check_data()  # every check the data allow, before the first volume is read
         cache = VolumeCache(self.cache_dir, self.config.data.preprocessing)
         roles = config_roles(self.config)
@@ -83,15 +87,19 @@ class Experiment(ExperimentState):
 
         With ``pretrain.encoder`` nothing is trained: the given encoder (a zoo
         name is converted on first use) is checked and its card's provenance
-        recorded in ``run.json``.
+        recorded in ``run.json``. A pretraining that finished before is not
+        repeated; an interrupted one resumes from ``pretrain/checkpoints/last.pt``.
         """
         from transmri.evaluation import plot_history
         from transmri.training import create_autoencoder, create_contrastive, create_mixed
 
-        self.open()
+        done = self._begin("pretrain")
         self.check_data()
         if self.config.pretrain.encoder is not None:
             return self._use_given_encoder()
+        if done is not None and self.encoder_card.is_file():
+            self._say_done("pretrain", done)
+            return self.encoder_card
         p, m = self.config.pretrain, self.config.model
         data = self.source_data()
         arch: dict[str, Any] = {"channels": m.channels, "activation": m.activation, "norm": m.norm}
@@ -115,7 +123,11 @@ class Experiment(ExperimentState):
             )  # fmt: skip
         else:
             learner = create_autoencoder(data, path, arch=m.arch, **arch, **options)
-        learner.fit(p.epochs, p.lr, wd=p.weight_decay, early_stop=p.early_stop, pretext=p.pretext)
+        resume = self._resuming("pretrain", path, p.epochs)
+        learner.fit(
+            p.epochs, p.lr, wd=p.weight_decay, early_stop=p.early_stop, pretext=p.pretext,
+            resume=resume,
+        )  # fmt: skip
         card = learner.save_encoder()
         if len(data.test_ds) and p.objective != "contrastive":  # no per-scan contrastive loss
             learner.evaluate("test")
@@ -173,13 +185,21 @@ class Experiment(ExperimentState):
         )
 
     def finetune(self) -> Learner:
-        """Fine-tune the pretrained encoder + a head on the target's training split."""
-        self.open()
+        """Fine-tune the pretrained encoder + a head on the target's training split.
+
+        A fine-tuning that finished before is not repeated (the saved model is
+        loaded); an interrupted one resumes from ``finetune/checkpoints/last.pt``.
+        """
+        done = self._begin("finetune")
+        if done is not None and (self.run_dir / "finetune" / "models" / "model.json").is_file():
+            self._say_done("finetune", done)
+            return self.finetuned()
         f = self.config.finetune
         learner = self._classifier()
+        resume = self._resuming("finetune", learner.path, f.total_epochs)
         learner.fine_tune(
             f.epochs_frozen, f.epochs_unfrozen, f.lr, lr_mult=f.lr_mult, wd=f.weight_decay,
-            early_stop=f.early_stop,
+            early_stop=f.early_stop, resume=resume,
         )  # fmt: skip
         learner.save("model")
         history = learner.path / "history.csv"
@@ -189,6 +209,27 @@ class Experiment(ExperimentState):
         record_step(self.run_dir, "finetune", {"epochs": len(learner.history_)})
         self.log(f"finetune: {len(learner.history_)} epochs on {len(learner.data.train_ds)} scans")
         return learner
+
+    def _say_done(self, step: str, record: dict[str, Any]) -> None:
+        self.note(
+            f"{step}: already done (finished {record.get('finished', '?')}); skipped. "
+            "Pass --restart (restart=True) to train it again"
+        )
+
+    def _resuming(self, step: str, learner_dir: Path, epochs: int) -> bool:
+        """Whether ``step``'s Learner left a checkpoint to resume from (and say so)."""
+        last = learner_dir / "checkpoints" / "last.pt"
+        if not last.is_file():
+            return False
+        from transmri.training.checkpoint import load_checkpoint
+
+        state = load_checkpoint(last)  # verified now: a damaged one is named before any work
+        rows = int(state.get("history_offset", 0)) + int(state["epoch"])
+        self.note(
+            f"{step}: resuming from {last} ({rows} of {epochs} epochs done); "
+            "pass --restart (restart=True) to start over"
+        )
+        return True
 
     def finetuned(self) -> Learner:
         """The fine-tuned classifier (loaded from ``finetune/models/model`` if needed)."""
@@ -204,6 +245,7 @@ class Experiment(ExperimentState):
         """Test predictions and metrics (subject-bootstrap intervals) of the fine-tuned model."""
         from transmri.evaluation import classification_metrics, write_metrics
 
+        self._begin("evaluate")
         learner = self.finetuned()
         predictions = learner.predict("test")
         write_text(
@@ -239,6 +281,7 @@ class Experiment(ExperimentState):
 
         if model not in ("finetune", "pretrain"):
             raise ConfigError(f"model: expected 'finetune' or 'pretrain', got {model!r}")
+        self._begin("embed")
         if model == "finetune":
             learner, prefix = self.finetuned(), "embeddings_"
         else:
@@ -272,9 +315,11 @@ class Experiment(ExperimentState):
 
     def compare(self) -> Any:
         """The transfer benchmark (``transfer_curve``) on the target; writes ``comparison.csv``."""
-        from transmri.evaluation.transfer import transfer_curve
+        from transmri.transfer.curve import transfer_curve
 
-        self.open()
+        self._begin("compare")
+        rows = self.run_dir / "compare" / "comparison.csv"
+        before = len(rows.read_text(encoding="utf-8").splitlines()) - 1 if rows.is_file() else 0
         result = transfer_curve(
             self.table("target"),
             preprocessing=self.config.data.preprocessing,
@@ -288,6 +333,10 @@ class Experiment(ExperimentState):
             source = self.run_dir / "compare" / name
             if source.is_file():
                 write_bytes(self.run_dir / name, source.read_bytes())
+        if before and len(result.frame) == before:
+            self.note(f"compare: all {before} rows already measured; nothing new to run")
+        elif before:
+            self.note(f"compare: {len(result.frame) - before} new rows; {before} kept from before")
         record_step(self.run_dir, "compare", {"rows": len(result.frame)})
         self.log(f"compare: {len(result.frame)} runs -> {self.run_dir / 'comparison.csv'}")
         return result
@@ -296,7 +345,7 @@ class Experiment(ExperimentState):
         """Write ``report.html`` from what the run folder holds."""
         from transmri.evaluation import build_report
 
-        self.open()
+        self._begin("report")
         path = build_report(self.run_dir, title=f"transmri experiment: {self.config.name}")
         self.log(f"report: {path}")
         return path

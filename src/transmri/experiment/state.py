@@ -9,6 +9,7 @@ and validation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +20,18 @@ import numpy as np
 from transmri.errors import DataFormatError
 from transmri.experiment.files import dump_experiment
 from transmri.experiment.folder import (
+    EXTENSION_KEYS,
     check_run_folder,
     config_identity,
+    finished_steps,
+    forget_steps,
     open_run_folder,
+    path_fingerprint,
     write_text,
 )
 from transmri.experiment.schema import ExperimentConfig
 from transmri.experiment.sources import (
+    PATH_OPTIONS,
     check_encoder_source,
     check_source_paths,
     config_roles,
@@ -35,8 +41,8 @@ from transmri.experiment.sources import (
 
 if TYPE_CHECKING:
     from transmri.data import DataBunch, ScanTable
-    from transmri.evaluation.transfer_plan import TransferConfig
     from transmri.training import Learner
+    from transmri.transfer.config import TransferConfig
 
 __all__ = ["ExperimentState"]
 
@@ -52,6 +58,13 @@ class ExperimentState:
         overwrite: replace another experiment found in the run folder.
         progress: show progress bars.
         log: called with one line per finished step (default: ignore).
+        restart: train every step run from scratch: first remove what that
+            step (and the steps using its results) wrote in an earlier,
+            possibly interrupted run. By default a step finished before is
+            skipped and an interrupted training step resumes from its
+            ``checkpoints/last.pt``.
+        note: called with one line when a step is skipped or resumed (the
+            CLI prints it on stderr; default: ``log``).
     """
 
     def __init__(
@@ -61,13 +74,17 @@ class ExperimentState:
         overwrite: bool = False,
         progress: bool = False,
         log: Callable[[str], None] | None = None,
+        restart: bool = False,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.config = self._resolved(config)
         self.run_dir = self.config.run_dir
         self.overwrite = overwrite
         self.progress = progress
         self.log = log or (lambda line: None)
-        self.identity = config_identity(self.config.to_dict())
+        self.restart = restart
+        self.note = note or self.log
+        self._restarted: set[str] = set()
         self._opened = False
         self._tables: dict[str, ScanTable] = {}
         self._target_data: DataBunch | None = None
@@ -91,6 +108,55 @@ class ExperimentState:
             pretrain = dataclasses.replace(pretrain, encoder=str(given))
         return dataclasses.replace(config, data=data, pretrain=pretrain, output=str(config.run_dir))
 
+    @functools.cached_property
+    def identity(self) -> str:
+        """The run folder's identity (computed on first use: it reads the input tables)."""
+        return config_identity(self._identity_body())
+
+    @property
+    def _legacy_identity(self) -> str:
+        """What older versions recorded for this config (absolute paths): the same run."""
+        return config_identity(self.config.to_dict())
+
+    def _identity_body(self) -> dict[str, Any]:
+        """The resolved config, free of where the run folder and the data lie.
+
+        Paths inside the run folder become ``<run>/...``; the cache folder is
+        left out (its entries are content-addressed); input data are
+        fingerprinted by content (:func:`~transmri.experiment.folder.path_fingerprint`);
+        :data:`~transmri.experiment.folder.EXTENSION_KEYS` are left out.
+        """
+        config, run_dir = self.config, self.run_dir
+        skip = (run_dir, self.cache_dir)
+
+        def portable(value: str) -> str:
+            path = Path(value)
+            if path.is_relative_to(run_dir):
+                return f"<run>/{path.relative_to(run_dir).as_posix()}"
+            return path_fingerprint(path, skip=skip)
+
+        body = config.to_dict()
+        body["data"].pop("cache_dir", None)
+        for role in config_roles(config):
+            section = body["data"][role]
+            synthetic = getattr(config.data, role).adapter == "synthetic"
+            path = Path(section["path"])
+            if synthetic and not path.is_relative_to(run_dir):
+                pass  # generated from its options, which are in the body
+            else:
+                section["path"] = portable(section["path"])
+            for key in PATH_OPTIONS:
+                value = section.get("options", {}).get(key)
+                if isinstance(value, str):
+                    section["options"][key] = portable(str(config.resolve(value)))
+        encoder = body["pretrain"].get("encoder")
+        if isinstance(encoder, str) and Path(encoder).is_absolute() and Path(encoder).exists():
+            card = Path(encoder) / "encoder.json"  # the card holds the weights' sha256
+            body["pretrain"]["encoder"] = portable(str(card if card.is_file() else encoder))
+        for key in EXTENSION_KEYS:
+            body["evaluation"].pop(key, None)
+        return body
+
     # ------------------------------------------------------------ plumbing
     def check(self) -> None:
         """Validate data paths and the run folder; writes nothing.
@@ -101,7 +167,9 @@ class ExperimentState:
         """
         check_source_paths(self.config)
         check_encoder_source(self.config)
-        check_run_folder(self.run_dir, self.identity, overwrite=self.overwrite)
+        check_run_folder(
+            self.run_dir, self.identity, overwrite=self.overwrite, legacy=self._legacy_identity
+        )
 
     def open(self) -> Path:
         """Create or accept the run folder (after :meth:`check`); return it."""
@@ -115,6 +183,7 @@ class ExperimentState:
                 config=self.config.to_dict(),
                 resolved_yaml=dump_experiment(self.config),
                 overwrite=self.overwrite,
+                legacy=self._legacy_identity,
             )
             self._opened = True
         return self.run_dir
@@ -151,7 +220,7 @@ class ExperimentState:
             data = self.target_data()
             _check_every_class_trains(target, data.split_table("train"))
             if self.config.evaluation.methods:
-                from transmri.evaluation.transfer_plan import plan_splits
+                from transmri.transfer.plan import plan_splits
 
                 plan_splits(target, self.transfer_config())
         except DataFormatError as exc:
@@ -183,6 +252,19 @@ class ExperimentState:
         check_content_leakage(parts)
         self._data_checked = True
 
+    def _begin(self, step: str) -> dict[str, Any] | None:
+        """Open the folder for ``step``; its record in ``run.json`` if it finished before.
+
+        With ``restart`` (once per step and instance) the step's files and
+        those of its dependents are removed first, so ``None`` is returned.
+        """
+        self.open()
+        if self.restart and step not in self._restarted:
+            forgotten = forget_steps(self.run_dir, [step])
+            self._restarted.update(forgotten)
+            self.note(f"{step}: --restart: starting over (forgot {', '.join(forgotten)})")
+        return finished_steps(self.run_dir).get(step)
+
     @property
     def cache_dir(self) -> Path:
         """The volume cache folder."""
@@ -195,7 +277,7 @@ class ExperimentState:
             table = load_cohort(self.config, role)
             mode = self.config.data.exclude_target
             if role == "source" and mode != "none":
-                from transmri.evaluation.transfer_plan import held_out_subjects
+                from transmri.transfer.plan import held_out_subjects
 
                 target = self.table("target")
                 drop = set(
@@ -215,7 +297,7 @@ class ExperimentState:
 
     def transfer_config(self) -> TransferConfig:
         """The :class:`TransferConfig` of ``compare``; its held-out test subjects are ours too."""
-        from transmri.evaluation.transfer_plan import TransferConfig
+        from transmri.transfer.config import TransferConfig
 
         ev, ft = self.config.evaluation, self.config.finetune
         n_train = ev.n_train or (self._all_training_scans(),)
@@ -241,7 +323,7 @@ class ExperimentState:
 
     def _all_training_scans(self) -> int:
         """The largest label-balanced training set outside the held-out test subjects."""
-        from transmri.evaluation.transfer_plan import TransferConfig, held_out_subjects
+        from transmri.transfer import TransferConfig, held_out_subjects
 
         target = self.table("target")
         probe = TransferConfig(
@@ -256,7 +338,7 @@ class ExperimentState:
         """The target split: the benchmark's held-out test subjects; the rest train / val."""
         if self._target_data is None:
             from transmri.data import DataBunch, train_val_test_split
-            from transmri.evaluation.transfer_plan import held_out_subjects
+            from transmri.transfer.plan import held_out_subjects
 
             target = self.table("target")
             held = set(held_out_subjects(target, self.transfer_config()))

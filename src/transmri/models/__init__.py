@@ -19,10 +19,12 @@ from transmri.models.conv import ConvDecoder, ConvEncoder
 from transmri.models.deepbet import DeepbetEncoder, DeepbetNet, deepbet_encoder
 from transmri.models.features import feature_maps, regional_feature_size, regional_features
 from transmri.models.heads import ClassifierHead
+from transmri.models.medicalnet import MedicalNetEncoder, medicalnet_encoder
 from transmri.models.multitask import MultiTaskAutoEncoder
 from transmri.models.projection import ContrastiveModel, ProjectionHead
 from transmri.models.protocol import Encoder, TransferModel, count_parameters
 from transmri.models.registry import available_models, build_model
+from transmri.models.sfcn import SFCNEncoder, sfcn_encoder
 from transmri.models.strided import StridedConvAutoEncoder, StridedEncoder
 from transmri.models.vae import VariationalAutoEncoder, VariationalEncoder, kl_divergence
 
@@ -38,9 +40,11 @@ __all__ = [
     "Encoder",
     "EncoderClassifier",
     "EncoderLoadResult",
+    "MedicalNetEncoder",
     "MultiTaskAutoEncoder",
     "ProjectionHead",
     "ResNetEncoder",
+    "SFCNEncoder",
     "StridedConvAutoEncoder",
     "StridedEncoder",
     "TransferModel",
@@ -53,8 +57,10 @@ __all__ = [
     "densenet121_encoder",
     "feature_maps",
     "kl_divergence",
+    "medicalnet_encoder",
     "regional_feature_size",
     "regional_features",
     "resnet10_encoder",
     "resnet18_encoder",
+    "sfcn_encoder",
 ]

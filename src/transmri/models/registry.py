@@ -21,8 +21,10 @@ from transmri.models.cae import ConvAutoEncoder
 from transmri.models.classifier import EncoderClassifier
 from transmri.models.conv import ConvEncoder
 from transmri.models.deepbet import deepbet_encoder
+from transmri.models.medicalnet import medicalnet_encoder
 from transmri.models.multitask import MultiTaskAutoEncoder
 from transmri.models.projection import ContrastiveModel
+from transmri.models.sfcn import sfcn_encoder
 from transmri.models.strided import StridedConvAutoEncoder, StridedEncoder
 from transmri.models.vae import VariationalAutoEncoder, VariationalEncoder
 
@@ -104,6 +106,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18_encoder,
     "densenet121": densenet121_encoder,
     "deepbet_encoder": deepbet_encoder,
+    "medicalnet_resnet": medicalnet_encoder,
+    "sfcn_encoder": sfcn_encoder,
 }
 
 

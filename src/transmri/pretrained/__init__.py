@@ -12,8 +12,11 @@ from transmri.pretrained.deepbet import (
     import_deepbet,
     load_deepbet_network,
 )
+from transmri.pretrained.medicalnet import import_medicalnet, infer_medicalnet_architecture
+from transmri.pretrained.sfcn import SFCN_AGE_BINS, import_sfcn
 from transmri.pretrained.zoo import (
     ENCODER_FILES,
+    USER_CHECKPOINTS,
     ZOO,
     check_encoder_ref,
     import_encoder,
@@ -23,6 +26,8 @@ from transmri.pretrained.zoo import (
 __all__ = [
     "DEEPBET_SHA256",
     "ENCODER_FILES",
+    "SFCN_AGE_BINS",
+    "USER_CHECKPOINTS",
     "ZOO",
     "brain_mask",
     "check_encoder_ref",
@@ -30,6 +35,9 @@ __all__ = [
     "deepbet_source_file",
     "import_deepbet",
     "import_encoder",
+    "import_medicalnet",
+    "import_sfcn",
+    "infer_medicalnet_architecture",
     "load_deepbet_network",
     "resolve_encoder",
 ]

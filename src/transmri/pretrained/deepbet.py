@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -29,10 +30,10 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from transmri._files import atomic_save_tensors, read_json, sha256_file, tensors_id
 from transmri._validation import check_choice
 from transmri.errors import CheckpointError, IntegrityError
 from transmri.models.deepbet import DeepbetNet
-from transmri.training._files import atomic_save_tensors, read_json, sha256_file, tensors_id
 from transmri.training.encoder_io import save_encoder
 
 __all__ = [
@@ -125,7 +126,9 @@ def _check_source(path: Path, which: str) -> str:
 
 
 def _state_from_torchscript(path: Path) -> dict[str, Tensor]:
-    archive = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():  # torch 2.9+ deprecates jit.load; the archive is TorchScript
+        warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
+        archive = torch.jit.load(str(path), map_location="cpu")
     return {
         (f"encoder.{k}" if k.split(".", 1)[0] in _ENCODER_PARTS else k): v.detach().clone()
         for k, v in archive.state_dict().items()

@@ -20,9 +20,6 @@ import importlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transmri._atomic import atomic_write_json
+from transmri._files import atomic_path, atomic_write_json
 from transmri.errors import ConfigError, DataFormatError
 
 __all__ = ["RawScanConfig", "preprocess_table"]
@@ -86,23 +83,10 @@ def _outputs(out_dir: Path, subject: str, session: str, registered: bool) -> dic
     }
 
 
-@contextmanager
-def _temp_path(target: Path) -> Iterator[Path]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".nii.gz", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_nifti(target: Path, data: np.ndarray, affine: np.ndarray) -> None:
     import nibabel as nib
 
-    with _temp_path(target) as tmp:
+    with atomic_path(target, suffix=".tmp.nii.gz") as tmp:
         nib.save(nib.Nifti1Image(data, affine), str(tmp))
 
 
@@ -267,7 +251,7 @@ def preprocess_table(
         scans = flag_outliers(scans, min_ncc=config.min_ncc)
     name = "scans.csv" if count == 1 else f"scans-shard-{index}-of-{count}.csv"
     out.mkdir(parents=True, exist_ok=True)
-    from transmri._atomic import atomic_write_text
+    from transmri._files import atomic_write_text
 
     atomic_write_text(out / name, scans.drop(columns=["row"], errors="ignore").to_csv(index=False))
     if len(scans) and config.register != "none":

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transmri._atomic import atomic_write_text
+from transmri._files import atomic_write_text
 
 __all__ = ["brain_volume_cc", "flag_outliers", "write_qc_page"]
 

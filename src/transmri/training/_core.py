@@ -88,6 +88,7 @@ class LearnerCore:
     _fabric: Any
     _run_ready: bool
     _objective_: Objective | None = None
+    _stage: str | None = None
 
     # ------------------------------------------------------------ devices
     def _get_fabric(self) -> Any:
@@ -351,6 +352,7 @@ class LearnerCore:
         full: bool,
         optimizer: Any = None,
         scheduler: Any = None,
+        best_model: dict[str, Tensor] | None = None,
     ) -> None:
         content: dict[str, Any] = {
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -368,7 +370,14 @@ class LearnerCore:
                 fit_state=json.dumps(state.to_dict()),
                 frozen=json.dumps(sorted(self._frozen)),
                 rng=get_rng_state(),
+                # The fit-sequence stage (``fine_tune``'s "frozen", "unfrozen"...)
+                # that wrote it, so that a resume knows which stage to continue.
+                stage=self._stage or "",
             )
+            if best_model is not None:
+                # The best epoch's weights travel with last.pt: a resume restores
+                # them even if best.pt was rewritten by a later stage since.
+                content["best_model"] = best_model
         save_checkpoint(path, content)
 
     def _restore_for_resume(self, path: Path, ckpt: dict[str, Any], cfg: FitConfig) -> None:

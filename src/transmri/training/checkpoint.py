@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from transmri._files import atomic_write_bytes, atomic_write_text, sha256_file
 from transmri.errors import CheckpointError, IntegrityError
-from transmri.training._files import atomic_write_bytes, atomic_write_text, sha256_file
 
 __all__ = [
     "CHECKPOINT_FORMAT",

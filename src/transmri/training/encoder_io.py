@@ -40,16 +40,16 @@ from typing import Any
 from safetensors.torch import load_file
 from torch import nn
 
-from transmri._version import __version__
-from transmri.data.split import check_leakage
-from transmri.errors import CheckpointError, ConfigError, DataFormatError
-from transmri.training._files import (
+from transmri._files import (
     atomic_save_tensors,
     atomic_write_json,
     read_json,
     tensors_id,
     verify_weights,
 )
+from transmri._version import __version__
+from transmri.data.split import check_leakage
+from transmri.errors import CheckpointError, ConfigError, DataFormatError
 
 __all__ = [
     "CARD_FORMAT",
@@ -248,6 +248,7 @@ def check_compatibility(
     input_shape: Sequence[int],
     preprocessing: Mapping[str, Any],
     where: str = "encoder",
+    voxel_size: Sequence[float] | None = None,
 ) -> None:
     """Raise ``ConfigError`` naming every field where the target data differs from the card.
 
@@ -256,7 +257,11 @@ def check_compatibility(
     zoo (a card with ``provenance``) was not trained through transmri's
     preprocessing: its card states the input it expects in words, so a
     difference is a ``UserWarning`` naming that expected input and the
-    data's, not an error.
+    data's, not an error. When such a card states a voxel size
+    (``provenance.expected_input.voxel_size_mm``, e.g. SFCN's 1 mm) and
+    ``voxel_size`` (the target volumes', see
+    :func:`transmri.data.voxel_size.output_voxel_size`) differs from it by
+    more than 10 % along an axis, a ``UserWarning`` names both.
 
     Raises:
         ConfigError: e.g. ``"target_shape: encoder (64, 64, 48), data (32, 32, 32)"``.
@@ -273,6 +278,8 @@ def check_compatibility(
         if a != b:
             diffs.append(f"{key}: encoder {a}, data {b}")
     provenance = card.get("provenance")
+    if isinstance(provenance, Mapping) and voxel_size is not None:
+        _check_voxel_size(provenance, voxel_size, where)
     if diffs and isinstance(provenance, Mapping):
         warnings.warn(
             f"{where}: {provenance.get('zoo_name', 'imported encoder')} expects input "
@@ -287,6 +294,27 @@ def check_compatibility(
             f"{where}: the target data is not prepared like the encoder's training data; "
             + "; ".join(diffs)
         )
+
+
+def _check_voxel_size(
+    provenance: Mapping[str, Any], voxel_size: Sequence[float], where: str
+) -> None:
+    expected_input = provenance.get("expected_input")
+    expected = expected_input.get("voxel_size_mm") if isinstance(expected_input, Mapping) else None
+    if not isinstance(expected, list | tuple) or len(expected) != len(voxel_size):
+        return
+    if all(abs(float(g) - float(e)) <= 0.1 * float(e) for g, e in zip(voxel_size, expected)):
+        return
+    shown = "x".join(f"{float(v):g}" for v in voxel_size)
+    wanted = "x".join(f"{float(v):g}" for v in expected)
+    warnings.warn(
+        f"{where}: {provenance.get('zoo_name', 'imported encoder')} expects {wanted} mm "
+        f"voxels; the target volumes have {shown} mm voxels (after resizing to the "
+        "target shape). Its features were learnt at the other scale: resample the scans "
+        "(e.g. register them to MNI152 at the encoder's voxel size) or expect weaker features",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _plain(value: object) -> object:

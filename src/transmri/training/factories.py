@@ -252,6 +252,21 @@ def create_mixed(
     return Learner(data, model, path, model_type="mixed", loss_fn=objective, **learner_options)
 
 
+def _data_voxel_size(data: Any, card: dict[str, Any]) -> tuple[float, float, float] | None:
+    """The first scan's preprocessed voxel size, when the card states one to match."""
+    expected = ((card.get("provenance") or {}).get("expected_input") or {}).get("voxel_size_mm")
+    table = getattr(data, "table", None)
+    if expected is None or table is None or not len(table.frame):
+        return None
+    import pandas as pd
+
+    from transmri.data.voxel_size import output_voxel_size
+
+    row = table.frame.iloc[0]
+    mask = None if pd.isna(row["mask"]) else str(row["mask"])
+    return output_voxel_size(str(row["path"]), mask, data.preprocessing)
+
+
 def create_classifier_from_encoder(
     data: Any,
     encoder_path: str | os.PathLike[str],
@@ -276,7 +291,11 @@ def create_classifier_from_encoder(
     encoder, card = load_encoder(encoder_path)
     where = str(encoder_path)
     check_compatibility(
-        card, input_shape=data.input_shape, preprocessing=data.preprocessing.to_dict(), where=where
+        card,
+        input_shape=data.input_shape,
+        preprocessing=data.preprocessing.to_dict(),
+        where=where,
+        voxel_size=_data_voxel_size(data, card),
     )
     if check_leakage:
         check_encoder_leakage(card, data.subjects("test"), where=where)

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from transmri._files import atomic_write_text
 from transmri.errors import ConfigError, DataFormatError
-from transmri.training._files import atomic_write_text
 from transmri.training.callbacks import FitState
 from transmri.training.config import FitConfig
 

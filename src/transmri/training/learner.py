@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from transmri._allocator import keep_freed_memory
-from transmri.errors import ConfigError
+from transmri.errors import CheckpointError, ConfigError
 from transmri.training.callbacks import Callback, FitState
 from transmri.training.checkpoint import check_model_config, load_checkpoint, set_rng_state
 from transmri.training.config import FitConfig, LearnerConfig, ModelType, Schedule
@@ -300,10 +301,18 @@ class Learner(LearnerPlots):
             for key, value in json.loads(resumed["fit_state"]).items():
                 setattr(state, key, value)
             set_rng_state(resumed["rng"])
+        # The best epoch's weights so far (restored at the end); a resumed fit
+        # takes them from last.pt (older checkpoints: from best.pt at the end).
+        best_state: dict[str, torch.Tensor] | None = (
+            None if resumed is None else resumed.get("best_model")
+        )
+        first = state.epoch + 1
+        if cfg.early_stop is not None and state.bad_epochs >= cfg.early_stop:
+            first = cfg.epochs + 1  # the interrupted fit had stopped early: nothing left
         self._objective_ = objective
         with deterministic():
             self._event("on_fit_start", state)
-            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            for epoch in range(first, cfg.epochs + 1):
                 state.epoch = epoch
                 state.row = {"epoch": offset + epoch, "lr": optimizer.param_groups[-1]["lr"]}
                 sampler.use_epoch(offset + epoch)
@@ -329,6 +338,10 @@ class Learner(LearnerPlots):
                     state.row.update(self._validate(objective))
                 self._event("on_validation_end", state)
                 is_best = improved(state, cfg)
+                if is_best:
+                    best_state = {
+                        k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                    }
                 self.history_.append(dict(state.row))
                 if fabric.is_global_zero:
                     write_history(self.path / "history.csv", self.history_)
@@ -342,6 +355,7 @@ class Learner(LearnerPlots):
                         full=True,
                         optimizer=optimizer,
                         scheduler=scheduler,
+                        best_model=best_state,
                     )
                     if cfg.show_every and epoch % cfg.show_every == 0:
                         self._snapshot(offset + epoch)
@@ -351,7 +365,9 @@ class Learner(LearnerPlots):
                     state.stop = True
                 if state.stop:
                     break
-        if (ckpt_dir / "best.pt").is_file() and state.best is not None:
+        if best_state is not None and state.best is not None:
+            self.model.load_state_dict(best_state)
+        elif (ckpt_dir / "best.pt").is_file() and state.best is not None:
             best = load_checkpoint(ckpt_dir / "best.pt")
             check_model_config(ckpt_dir / "best.pt", best["model_config"], self.model_config())
             self.model.load_state_dict(best["model"])
@@ -367,9 +383,16 @@ class Learner(LearnerPlots):
         *,
         lr_mult: float = 0.1,
         gradual: bool = False,
+        resume: bool = False,
         **fit_options: Any,
     ) -> Learner:
         """Train the head on a frozen encoder, then every layer with discriminative rates.
+
+        Each stage is one :meth:`fit`; its checkpoints record the stage's name
+        (``"frozen"``, ``"gradual<k>"``, ``"unfrozen"``), so ``resume=True``
+        skips the stages that finished, continues the interrupted one from
+        ``checkpoints/last.pt`` and runs the rest: the same weights and history
+        as an uninterrupted ``fine_tune``.
 
         Args:
             epochs_frozen: epochs of head-only training (0 to skip).
@@ -378,27 +401,59 @@ class Learner(LearnerPlots):
             lr_mult: ratio between the rates of consecutive layer groups.
             gradual: unfreeze one layer group per epoch from the top (one
                 ``fit`` per stage) until all are trainable.
+            resume: continue from ``checkpoints/last.pt`` of this run folder.
             **fit_options: further :meth:`fit` options (``wd``, ``schedule``,
                 ``monitor``...); unknown names raise ``TypeError``.
+
+        Raises:
+            FileNotFoundError: ``resume`` without ``checkpoints/last.pt``.
+            CheckpointError: ``last.pt`` was written by a stage this call does not have.
         """
         if "resume" in fit_options or "lr_mult" in fit_options:
             raise ConfigError("fine_tune: 'resume' and 'lr_mult' are not fit options here")
+        stages = self._fine_tune_stages(epochs_frozen, epochs_unfrozen, lr_mult, gradual=gradual)
+        first = self._resumed_stage([name for name, *_ in stages]) if resume else 0
+        try:
+            for i, (name, prepare, epochs, mult) in enumerate(stages[first:], start=first):
+                prepare()
+                self._stage = name
+                self.fit(epochs, lr, lr_mult=mult, resume=resume and i == first, **fit_options)
+        finally:
+            self._stage = None
+        self.unfreeze()
+        return self
+
+    def _fine_tune_stages(
+        self, epochs_frozen: int, epochs_unfrozen: int, lr_mult: float, *, gradual: bool
+    ) -> list[tuple[str, Callable[[], None], int, float]]:
+        """``fine_tune``'s fits: (stage name, freezing to apply, epochs, lr_mult)."""
+        stages: list[tuple[str, Callable[[], None], int, float]] = []
         if epochs_frozen:
-            self.freeze_encoder()
-            self.fit(epochs_frozen, lr, **fit_options)
-        n_groups = len(self._layer_groups())
+            stages.append(("frozen", self.freeze_encoder, epochs_frozen, 1.0))
         done = 0
         if gradual:
-            for frozen in range(n_groups - 2, 0, -1):
+            for frozen in range(len(self._layer_groups()) - 2, 0, -1):
                 if done == epochs_unfrozen:
                     break
-                self.freeze_to(frozen)
-                self.fit(1, lr, lr_mult=lr_mult, **fit_options)
+                stages.append(
+                    (f"gradual{frozen}", functools.partial(self.freeze_to, frozen), 1, lr_mult)
+                )
                 done += 1
-        self.unfreeze()
         if epochs_unfrozen - done > 0:
-            self.fit(epochs_unfrozen - done, lr, lr_mult=lr_mult, **fit_options)
-        return self
+            stages.append(("unfrozen", self.unfreeze, epochs_unfrozen - done, lr_mult))
+        return stages
+
+    def _resumed_stage(self, names: Sequence[str]) -> int:
+        """The index in ``names`` of the stage that wrote ``checkpoints/last.pt``."""
+        last = self.path / "checkpoints" / "last.pt"
+        stage = str(load_checkpoint(last).get("stage", ""))
+        if stage not in names:
+            raise CheckpointError(
+                f"{last}: written by fit stage {stage or '(none: a plain fit)'!r}, which this "
+                f"fine_tune does not have (its stages: {list(names)}); resume with the options "
+                "of the interrupted fine_tune, or start a new run"
+            )
+        return list(names).index(stage)
 
     def lr_find(
         self, start: float = 1e-6, end: float = 1.0, steps: int = 50

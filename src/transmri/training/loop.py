@@ -167,10 +167,14 @@ def collect(
 def classification_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Accuracy, balanced accuracy and ROC AUC over the labelled scans of a whole split.
 
-    The AUC is one-vs-rest macro for more than two classes, and NaN when the
-    labelled scans hold a single class (it is undefined then).
+    The AUC is :func:`~transmri.evaluation.metrics.classification_auc` (the
+    one that ``metrics_<split>.json`` reports): one-vs-rest macro over the
+    classes present for more than two classes, and NaN when the labelled scans
+    hold a single class (it is undefined then).
     """
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from transmri.evaluation.metrics import classification_auc
 
     keep = labels >= 0
     y, p = labels[keep], probs[keep]
@@ -180,15 +184,6 @@ def classification_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, fl
     out = {
         "accuracy": float(accuracy_score(y, pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-        "auc": float("nan"),
+        "auc": classification_auc(y, p),
     }
-    if np.unique(y).size > 1:
-        if p.shape[1] == 2:
-            out["auc"] = float(roc_auc_score(y, p[:, 1]))
-        else:
-            present = np.unique(y)
-            sub = p[:, present] / p[:, present].sum(axis=1, keepdims=True)
-            out["auc"] = float(
-                roc_auc_score(y, sub, multi_class="ovr", average="macro", labels=present)
-            )
     return out

@@ -18,11 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from transmri._validation import check_positive_int
-from transmri._version import __version__
-from transmri.errors import CheckpointError, ConfigError, NotFittedError
-from transmri.training._core import LearnerCore
-from transmri.training._files import (
+from transmri._files import (
     atomic_save_tensors,
     atomic_write_json,
     atomic_write_text,
@@ -30,6 +26,10 @@ from transmri.training._files import (
     tensors_id,
     verify_weights,
 )
+from transmri._validation import check_positive_int
+from transmri._version import __version__
+from transmri.errors import CheckpointError, ConfigError, NotFittedError
+from transmri.training._core import LearnerCore
 from transmri.training.checkpoint import check_model_config
 from transmri.training.encoder_io import save_encoder as write_encoder
 from transmri.training.loop import collect, per_scan_losses

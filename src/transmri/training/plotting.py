@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from transmri._files import atomic_write_json, atomic_write_text, read_json
 from transmri._validation import check_choice, check_positive_int
 from transmri.errors import ConfigError, NotFittedError
 from transmri.training._core import SPLITS
-from transmri.training._files import atomic_write_json, atomic_write_text, read_json
 from transmri.training.loop import collect
 from transmri.training.outputs import LearnerOutputs
 
@@ -62,7 +62,7 @@ class LearnerPlots(LearnerOutputs):
         if not chosen.endswith(".png"):
             chosen += ".png"
         if self.is_global_zero:
-            from transmri.evaluation._files import save_figure
+            from transmri._files import save_figure
 
             save_figure(figure, self._prepare_run() / "figures" / chosen)
         return figure

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transmri.training._files import atomic_write_bytes, atomic_write_text
+from transmri._files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["Predictions", "save_reconstruction_figure"]
 

@@ -392,18 +392,14 @@ def linear_probe(learner: Any, *, C: float | None = 1.0, max_iter: int = 2000) -
 
 
 def _val_auc(learner: Any) -> float:
-    from sklearn.metrics import roc_auc_score
+    """The validation AUC (:func:`~transmri.evaluation.metrics.classification_auc`)."""
+    from transmri.evaluation.metrics import classification_auc
 
     def probs(x: Tensor) -> Tensor:
         return torch.softmax(learner.model(x)["logits"].float(), dim=1)
 
     p, y = _collect(learner.model, learner.data, "val", learner.config.batch_size, probs)
-    keep = y >= 0
-    if np.unique(y[keep]).size < 2:
-        return float("nan")
-    if p.shape[1] == 2:
-        return float(roc_auc_score(y[keep], p[keep, 1]))
-    return float(roc_auc_score(y[keep], p[keep], multi_class="ovr", labels=range(p.shape[1])))
+    return classification_auc(y, p)
 
 
 def data_with_augment(data: Any, augment: str | None) -> Any:

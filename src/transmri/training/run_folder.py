@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from transmri._files import atomic_write_json, read_json
 from transmri._version import __version__
 from transmri.errors import OutputExistsError
-from transmri.training._files import atomic_write_json, read_json
 
 __all__ = ["RUN_ARTIFACTS", "prepare_run_folder", "run_identity"]
 

@@ -1,4 +1,4 @@
-"""Tests of the transfer benchmark: transfer.py, transfer_plan.py and transfer_methods.py."""
+"""Tests of transmri.transfer: curve.py, and the config, plan and registry it runs on."""
 
 from __future__ import annotations
 
@@ -15,15 +15,19 @@ import pytest
 from tests.conftest import blob_volume, write_nifti
 from transmri.data import DataBunch, PreprocessConfig, ScanTable
 from transmri.errors import ConfigError, DataFormatError, DataLeakageError, OutputExistsError
-from transmri.evaluation import build_report, transfer_methods
-from transmri.evaluation.transfer import COMPARISON_COLUMNS, paired_differences, transfer_curve
-from transmri.evaluation.transfer_methods import (
+from transmri.evaluation import build_report
+from transmri.transfer import (
+    COMPARISON_COLUMNS,
     MethodContext,
     MethodResult,
+    TransferConfig,
     available_methods,
+    held_out_subjects,
+    plan_splits,
     register_method,
+    registry,
+    transfer_curve,
 )
-from transmri.evaluation.transfer_plan import TransferConfig, held_out_subjects, plan_splits
 
 PRE = PreprocessConfig(target_shape=(16, 16, 16))
 TINY = {
@@ -222,7 +226,7 @@ def test_a_leaking_encoder_is_refused(bench: Bench, tmp_path: Path) -> None:
 def test_a_registered_method_runs(
     bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer_methods, "_REGISTRY", dict(transfer_methods._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     seen: list[MethodContext] = []
 
     @register_method("constant")
@@ -298,53 +302,23 @@ def test_impossible_draws_name_the_problem(make_cohort: Callable[..., Path]) -> 
         plan_splits(table, TransferConfig(test_size=24, methods=("ridge",)))
 
 
-def test_paired_differences_pairs_by_repeat() -> None:
-    frame = pd.DataFrame(
-        {
-            "method": ["scratch"] * 3 + ["finetune"] * 3,
-            "n_train": [10] * 6,
-            "repeat": [0, 1, 2] * 2,
-            "auc": [0.5, 0.6, 0.7, 0.6, 0.7, 0.9],
-            "balanced_accuracy": [0.5] * 6,
-        }
-    )
-    out = paired_differences(frame, reference="scratch")
-    row = out.iloc[0]
-    assert row["method"] == "finetune" and row["n_pairs"] == 3
-    assert row["auc_diff"] == pytest.approx(0.4 / 3)
-    assert row["auc_low"] < row["auc_diff"] < row["auc_high"]
-    assert row["auc_wins"] == 1.0 and row["balanced_accuracy_diff"] == 0.0
+def test_the_built_in_methods_are_a_plain_table() -> None:
+    # Issue 18: methods were registered by importing modules for their side effects.
+    from transmri.transfer.methods import cnn, linear
+
+    assert available_methods()[: len(registry.BUILT_IN)] == tuple(registry.BUILT_IN)
+    assert registry.get_method("ridge") is linear.ridge
+    assert registry.get_method("default") is cnn.default
+    assert [m for m in registry.BUILT_IN if registry.method_needs_encoder(m)] == [
+        "finetune", "linear_probe", "regional_probe", "regional_random",
+        "lpft", "l2sp", "llrd", "default",
+    ]  # fmt: skip
 
 
-def test_paired_differences_are_clipped_to_the_range_of_a_difference() -> None:
-    # differences of +1.0, +0.1: the t-interval runs from -5 to +6, a difference of AUC in [-1, 1]
-    frame = pd.DataFrame(
-        {
-            "method": ["scratch"] * 2 + ["finetune"] * 2,
-            "n_train": [10] * 4,
-            "repeat": [0, 1] * 2,
-            "auc": [0.0, 0.5, 1.0, 0.6],
-            "balanced_accuracy": [0.5] * 4,
-        }
-    )
-    row = paired_differences(frame, reference="scratch").iloc[0]
-    assert row["auc_diff"] == pytest.approx(0.55)
-    assert (row["auc_low"], row["auc_high"]) == (-1.0, 1.0)
+def test_a_moved_name_says_where_it_lives_now() -> None:
+    import transmri.evaluation
 
-
-def test_paired_differences_pool_runs_on_several_test_sets() -> None:
-    # two test sets, the same repeat numbers: each test set's repeat is its own pair
-    frame = pd.DataFrame(
-        {
-            "method": ["scratch", "scratch", "probe", "probe"] * 2,
-            "n_train": [10] * 8,
-            "repeat": [0, 1, 0, 1] * 2,
-            "test_subjects_hash": ["aaa"] * 4 + ["bbb"] * 4,
-            "auc": [0.5, 0.6, 0.6, 0.7, 0.8, 0.8, 0.7, 0.7],
-            "balanced_accuracy": [0.5] * 8,
-        }
-    )
-    row = paired_differences(frame, reference="scratch").iloc[0]
-    assert row["n_pairs"] == 4  # not 8 cross-test-set pairs
-    assert row["auc_diff"] == pytest.approx((0.1 + 0.1 - 0.1 - 0.1) / 4)
-    assert row["auc_wins"] == 0.5
+    with pytest.raises(ImportError, match=r"moved to transmri\.transfer\.transfer_curve"):
+        transmri.evaluation.transfer_curve  # noqa: B018
+    with pytest.raises(ImportError, match=r"moved to transmri\.transfer\.TransferConfig"):
+        from transmri.evaluation import TransferConfig  # noqa: F401

@@ -7,13 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.evaluation.test_transfer import PRE, _cohort, _pretrain
+from tests.transfer.test_curve import PRE, _cohort, _pretrain
 from transmri.data import DataBunch
 from transmri.errors import ConfigError
-from transmri.evaluation.transfer import transfer_curve
-from transmri.evaluation.transfer_methods import available_methods, method_needs_encoder
-from transmri.evaluation.transfer_plan import TransferConfig, held_out_subjects
-from transmri.evaluation.transfer_recipes import RECIPE_METHODS, recipe_for
+from transmri.transfer import (
+    TransferConfig,
+    available_methods,
+    held_out_subjects,
+    method_needs_encoder,
+    transfer_curve,
+)
+from transmri.transfer.methods.cnn import RECIPE_METHODS, recipe_for
 
 
 def test_recipes_are_registered_and_need_an_encoder() -> None:
@@ -55,8 +59,8 @@ def test_recipe_methods_run_in_the_benchmark(tmp_path: Path) -> None:
 
 
 def test_regional_probes_run_and_differ_only_in_the_weights(tmp_path: Path) -> None:
-    from transmri.evaluation.transfer_probes import PROBE_METHODS, regional_codes
     from transmri.training import load_encoder
+    from transmri.transfer.methods.linear import PROBE_METHODS, regional_codes
 
     table = _cohort(tmp_path / "scans", n=32)
     config = TransferConfig(

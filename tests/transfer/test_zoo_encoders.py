@@ -12,11 +12,10 @@ import torch
 from transmri.data import ScanTable
 from transmri.data.preprocess import PreprocessConfig
 from transmri.errors import ConfigError
-from transmri.evaluation.transfer import transfer_curve
-from transmri.evaluation.transfer_plan import TransferConfig
-from transmri.evaluation.transfer_probes import _encoder_module
 from transmri.models.deepbet import DeepbetEncoder, deepbet_encoder
 from transmri.training import save_encoder
+from transmri.transfer import TransferConfig, transfer_curve
+from transmri.transfer.methods.linear import _encoder_module
 
 
 def zoo_like(folder: Path) -> Path:

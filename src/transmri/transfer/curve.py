@@ -4,9 +4,9 @@
 training size ``N`` draws a label-balanced training subset of ``N`` scans from
 the remaining subjects, carves an inner validation set out of it (early
 stopping and model selection only: the test subjects decide nothing), and
-trains and tests every method (:mod:`~transmri.evaluation.transfer_methods`)
+trains and tests every method (:mod:`~transmri.transfer.registry`)
 on exactly the same subjects. How the subjects are drawn is described in
-:mod:`~transmri.evaluation.transfer_plan`. One row per method, ``N`` and
+:mod:`~transmri.transfer.plan`. One row per method, ``N`` and
 repeat goes to ``comparison.csv`` as soon as it is measured, so an
 interrupted run resumes where it stopped.
 
@@ -47,25 +47,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from transmri._validation import check_fraction
+from transmri._files import atomic_write_text
 from transmri._version import __version__
 from transmri.data import DataBunch, PreprocessConfig, ScanTable, VolumeCache
 from transmri.errors import ConfigError, DataFormatError, OutputExistsError
-from transmri.evaluation._files import atomic_write_text
-from transmri.evaluation.intervals import clip_interval, difference_range
+from transmri.evaluation.comparison import paired_differences
 from transmri.evaluation.metrics import classification_metrics
 from transmri.evaluation.plots import plot_learning_curve, summarize_comparison
-from transmri.evaluation.transfer_methods import (
-    MethodContext,
-    MethodResult,
-    get_method,
-    method_needs_encoder,
-)
-from transmri.evaluation.transfer_plan import TransferConfig, TransferSplit, plan_splits, seed_for
+from transmri.transfer.config import TransferConfig
+from transmri.transfer.context import MethodContext, MethodResult
+from transmri.transfer.plan import TransferSplit, plan_splits, seed_for
+from transmri.transfer.registry import get_method, method_needs_encoder
 
-__all__ = ["COMPARISON_COLUMNS", "TransferResult", "paired_differences", "transfer_curve"]
+__all__ = ["COMPARISON_COLUMNS", "TransferResult", "transfer_curve"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,56 +93,6 @@ class TransferResult:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------- analysis
-def paired_differences(
-    frame: pd.DataFrame,
-    *,
-    reference: str,
-    metrics: Sequence[str] = ("auc", "balanced_accuracy"),
-    ci: float = 0.95,
-) -> pd.DataFrame:
-    """Per method and ``N``: mean difference to ``reference`` over repeats, paired by repeat.
-
-    Within a repeat both methods used the same training and test subjects, so
-    the difference removes the draw's luck. Rows are paired on ``n_train``,
-    ``repeat`` and, when the column is there, ``test_subjects_hash``: the
-    ``comparison.csv`` files of runs on different test sets can be
-    concatenated and compared at once (each test set's repeats are pairs).
-    The interval is a Student t interval of the mean difference over the
-    pairs (``nan`` for one pair): it covers the variation between training
-    draws (and between test sets, when several are pooled), not the sampling
-    of one fixed test set. It is clipped to the range a difference of the
-    metric can take (``[-1, 1]`` for AUC).
-
-    Returns:
-        Columns ``method, reference, n_train, n_pairs`` and per metric
-        ``<m>_diff, <m>_low, <m>_high, <m>_wins`` (share of repeats where the
-        method scored higher).
-    """
-    check_fraction("ci", ci)
-    keys = ["method", "n_train", "repeat"]
-    missing = [c for c in [*keys, *metrics] if c not in frame.columns]
-    if missing:
-        raise DataFormatError(f"comparison: missing column(s) {missing}")
-    # Pooled runs of several test sets pair within a test set too.
-    pair = ["n_train", "repeat", *(["test_subjects_hash"] if "test_subjects_hash" in frame else [])]
-    ref = frame.loc[frame["method"] == reference, [*pair, *metrics]]
-    rows = []
-    for (method, n), group in frame[frame["method"] != reference].groupby(["method", "n_train"]):
-        joined = group.merge(ref, on=pair, suffixes=("", "_ref"))
-        row: dict[str, Any] = {"method": method, "reference": reference, "n_train": n}
-        for m in metrics:
-            d = (joined[m] - joined[f"{m}_ref"]).dropna().to_numpy(dtype=float)
-            row["n_pairs"] = int(d.size)
-            mean = float(d.mean()) if d.size else math.nan
-            half = stats.t.ppf(0.5 + ci / 2, d.size - 1) * stats.sem(d) if d.size > 1 else math.nan
-            low, high = clip_interval(mean - half, mean + half, difference_range(m))
-            row.update({f"{m}_diff": mean, f"{m}_low": low, f"{m}_high": high})
-            row[f"{m}_wins"] = float((d > 0).mean()) if d.size else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 # ---------------------------------------------------------------- the loop
 def _write_frame(path: Path, frame: pd.DataFrame) -> Path:
     return atomic_write_text(path, frame.to_csv(index=False))
@@ -158,10 +103,19 @@ def _write_json(path: Path, data: Any) -> Path:
 
 
 def _identity(
-    target: ScanTable, config: TransferConfig, preprocessing: PreprocessConfig, card: Any
+    target: ScanTable,
+    config: TransferConfig,
+    preprocessing: PreprocessConfig,
+    card: Any,
+    *,
+    by_path: bool = False,
 ) -> dict[str, Any]:
     settings = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE}
-    rows = sorted(zip(target.paths, target.frame["label"].astype(str), target.subjects))
+    # Scans by content (the cache's keys), not by location: a copied or moved
+    # benchmark folder (with its data) resumes. ``by_path``: the older identity.
+    cache = VolumeCache(Path("."), preprocessing)  # keys only; nothing is read or written
+    scans = target.paths if by_path else map(cache.key, target.paths, target.masks)
+    rows = sorted(zip(scans, target.frame["label"].astype(str), target.subjects))
     return {
         "config": settings,
         "preprocessing": preprocessing.fingerprint(),
@@ -170,12 +124,14 @@ def _identity(
     }
 
 
-def _prepare_folder(out: Path, identity: dict[str, Any], *, overwrite: bool) -> None:
+def _prepare_folder(
+    out: Path, identity: dict[str, Any], *, overwrite: bool, legacy: dict[str, Any] | None = None
+) -> None:
     """Accept a folder of the same benchmark (to resume), refuse another unless ``overwrite``."""
     manifest = out / "transfer.json"
     if manifest.is_file():
         before = json.loads(manifest.read_text(encoding="utf-8")).get("identity")
-        if before == identity:
+        if before in (identity, legacy):
             return
         if not overwrite:
             diffs = [k for k in identity if (before or {}).get(k) != identity[k]]
@@ -328,7 +284,8 @@ def transfer_curve(
 
     out = Path(out_dir)
     identity = _identity(target, config, preprocessing, card)
-    _prepare_folder(out, identity, overwrite=overwrite)
+    legacy = _identity(target, config, preprocessing, card, by_path=True)
+    _prepare_folder(out, identity, overwrite=overwrite, legacy=legacy)
     _write_manifests(out, identity, target, config, preprocessing, encoder_path, card, splits)
 
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
