@@ -68,7 +68,7 @@ def test_medicalnet_freezing_groups_and_rates(
 def test_sfcn_with_lpft_and_default_recipes_and_voxel_warning(
     make_cohort: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from transmri.evaluation.transfer_recipes import recipe_for
+    from transmri.transfer.methods.cnn import recipe_for
 
     state = SFCNEncoder().state_dict()
     original = {f"module.{k}": v for k, v in state.items()}

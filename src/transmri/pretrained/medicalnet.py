@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import Tensor
 
+from transmri._files import sha256_file
 from transmri._validation import check_choice
 from transmri.models.medicalnet import (
     MEDICALNET_BLOCKS,
@@ -32,7 +33,6 @@ from transmri.models.medicalnet import (
     MedicalNetEncoder,
 )
 from transmri.pretrained._checkpoint import match_state, read_state_dict, strip_prefix
-from transmri.training._files import sha256_file
 from transmri.training.encoder_io import save_encoder
 
 __all__ = ["MEDICALNET_CITATION", "import_medicalnet", "infer_medicalnet_architecture"]

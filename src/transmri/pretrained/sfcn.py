@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from transmri._files import atomic_save_tensors, sha256_file, tensors_id
 from transmri._validation import check_choice
 from transmri.models.sfcn import SFCN_AGE_CHANNELS, SFCN_SEX_CHANNELS, SFCNEncoder
 from transmri.pretrained._checkpoint import match_state, read_state_dict, strip_prefix
-from transmri.training._files import atomic_save_tensors, sha256_file, tensors_id
 from transmri.training.encoder_io import save_encoder
 
 __all__ = ["SFCN_AGE_BINS", "SFCN_CITATION", "SFCN_TASKS", "import_sfcn"]

@@ -252,10 +252,17 @@ def create_mixed(
     return Learner(data, model, path, model_type="mixed", loss_fn=objective, **learner_options)
 
 
-def _data_voxel_size(data: Any, card: dict[str, Any]) -> tuple[float, float, float] | None:
-    """The first scan's preprocessed voxel size, when the card states one to match."""
+def data_voxel_size(
+    table: Any, preprocessing: Any, card: dict[str, Any]
+) -> tuple[float, float, float] | None:
+    """The first scan's voxel size after ``preprocessing``, when the card states one to match.
+
+    Args:
+        table: the target :class:`~transmri.data.ScanTable` (or ``None``).
+        preprocessing: its :class:`~transmri.data.PreprocessConfig`.
+        card: the encoder's card.
+    """
     expected = ((card.get("provenance") or {}).get("expected_input") or {}).get("voxel_size_mm")
-    table = getattr(data, "table", None)
     if expected is None or table is None or not len(table.frame):
         return None
     import pandas as pd
@@ -263,8 +270,9 @@ def _data_voxel_size(data: Any, card: dict[str, Any]) -> tuple[float, float, flo
     from transmri.data.voxel_size import output_voxel_size
 
     row = table.frame.iloc[0]
-    mask = None if pd.isna(row["mask"]) else str(row["mask"])
-    return output_voxel_size(str(row["path"]), mask, data.preprocessing)
+    mask = row.get("mask")
+    mask = None if mask is None or pd.isna(mask) else str(mask)
+    return output_voxel_size(str(row["path"]), mask, preprocessing)
 
 
 def create_classifier_from_encoder(
@@ -295,7 +303,7 @@ def create_classifier_from_encoder(
         input_shape=data.input_shape,
         preprocessing=data.preprocessing.to_dict(),
         where=where,
-        voxel_size=_data_voxel_size(data, card),
+        voxel_size=data_voxel_size(getattr(data, "table", None), data.preprocessing, card),
     )
     if check_leakage:
         check_encoder_leakage(card, data.subjects("test"), where=where)

@@ -272,12 +272,14 @@ def transfer_curve(
     if encoder_path is not None:
         from transmri.training import load_encoder
         from transmri.training.encoder_io import check_compatibility, check_encoder_leakage
+        from transmri.training.factories import data_voxel_size
 
         _, card = load_encoder(encoder_path)
         if preprocessing.target_shape is not None:
             check_compatibility(
                 card, input_shape=preprocessing.target_shape,
                 preprocessing=preprocessing.to_dict(), where=str(encoder_path),
+                voxel_size=data_voxel_size(target, preprocessing, card),
             )  # fmt: skip
         for subjects in {tuple(sorted(set(s.test.subjects))) for s in splits}:
             check_encoder_leakage(card, subjects, where=str(encoder_path))
