@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,37 @@ def test_run_then_steps_then_report(tmp_path: Path) -> None:
     assert done.returncode == 0 and (out / "report.html").is_file()
     page = (out / "report.html").read_text()
     assert 'id="comparison"' in page and "Synthetic data." in page
+
+
+def test_warnings_are_one_line_and_sklearns_are_hidden(
+    tmp_path: Path, make_cohort: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    import pandas as pd
+
+    from transmri.cli._warnings import cli_warnings
+
+    with cli_warnings():
+        warnings.warn_explicit("least populated class", UserWarning, "_split.py", 1,
+                               module="sklearn.model_selection._split")  # fmt: skip
+        warnings.warn("get_adni (x.csv): kept 3 scans,\n skipped 1", UserWarning, stacklevel=1)
+    shown = capsys.readouterr().err
+    assert shown == "transmri: warning: get_adni (x.csv): kept 3 scans, skipped 1\n"
+    # through the command: an adapter-level warning, then a refusal before any volume is read
+    csv = make_cohort(16, (16, 16, 16))
+    frame = pd.read_csv(csv)
+    frame.loc[2, "label"] = "MCI"
+    frame["subject"] = "t-" + frame["subject"]
+    frame.to_csv(csv, index=False)
+    target = {"adapter": "csv", "path": str(csv), "labels": ["AD", "CN"], "drop_other_labels": True}
+    source = {"adapter": "csv", "path": str(make_cohort(8, (16, 16, 16), folder="src", seed=1))}
+    experiment = _experiment(
+        tmp_path, {"data.source": source, "data.target": target, "evaluation.n_train": [100]}
+    )
+    done = transmri("prepare", str(experiment), cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert lines[0].startswith("transmri: warning: data.target: dropped 1 of 16 scans"), lines
+    assert lines[1].startswith("transmri: error: n_train: 100 scans asked for"), lines
+    assert len(lines) == 2 and ".py:" not in done.stderr

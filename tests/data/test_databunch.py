@@ -430,3 +430,34 @@ def test_kfold_with_validation(table: ScanTable) -> None:
     for f in folds:
         parts = [set(f.subjects(n)) for n in ("train", "val", "test")]  # type: ignore[arg-type]
         assert all(parts) and not (parts[0] & parts[1]) and not (parts[0] & parts[2])
+
+
+# ------------------------------------------------------------ data integrity
+def test_a_subject_with_two_labels_is_refused_naming_it(table: ScanTable) -> None:
+    frame = table.frame.copy()
+    frame.loc[1, "label"] = "AD" if frame.loc[0, "label"] == "CN" else "CN"  # sub-000's 2nd scan
+    two = table.with_frame(frame)
+    message = r"row 2, column 'label': subject 'sub-000' has scans labelled 'CN' \(row 1\) and 'AD'"
+    with pytest.raises(DataFormatError, match=message):
+        DataBunch(two, CONFIG)
+    with pytest.raises(DataFormatError, match=message):
+        DataBunch.from_splits(train=two, classes=["AD", "CN"])
+
+
+def test_prepare_refuses_byte_identical_scans_across_splits(
+    table: ScanTable, tmp_path: Path
+) -> None:
+    data = DataBunch(table, CONFIG, seed=0)
+    train, test = data.split_table("train"), data.split_table("test")
+    frame = table.frame.copy()
+    position = table.paths.index(test.paths[0])
+    frame.loc[position, "path"] = str(tmp_path / "copy.nii.gz")
+    Path(frame.loc[position, "path"]).write_bytes(Path(train.paths[0]).read_bytes())
+    copied = DataBunch(table.with_frame(frame), CONFIG, seed=0, cache_dir=tmp_path / "cache")
+    with pytest.raises(
+        DataLeakageError,
+        match=rf"train and test hold byte-identical scans: subject '{train.subjects[0]}' "
+        rf".* and subject '{test.subjects[0]}' \(.*copy.nii.gz\)",
+    ):
+        copied.prepare(progress=False)
+    assert not (tmp_path / "cache").exists()

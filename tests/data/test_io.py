@@ -163,6 +163,13 @@ def test_nan_error_names_count(tmp_path: Path) -> None:
         DataFormatError, match=_starts_with(p) + r": 4 of 5760 voxels are NaN or Inf"
     ):
         load_nifti(p)
+    # the hint reads as the CLI / experiment-file user writes it, and as Python
+    with pytest.raises(
+        DataFormatError,
+        match=r"--set data\.preprocessing\.nan_policy=zero, or in Python "
+        r"PreprocessConfig\(nan_policy='zero'\)",
+    ):
+        load_nifti(p)
 
 
 def test_nan_zero_policy(tmp_path: Path) -> None:

@@ -113,5 +113,24 @@ def test_summary_counts_skipped_rows_by_kind_of_reason(make_cohort) -> None:
     )
     summary = table.with_frame(table.frame, skipped=skipped).summary()
     assert "skipped 3" in summary
-    assert "'age # between young_max # and old_min #': 2" in summary
+    assert "'age 48.1..52.53 between young_max 40 and old_min 60': 2" in summary
     assert "'no demographics row': 1" in summary
+
+
+def test_folded_reasons_keep_their_digits() -> None:
+    from transmri.data.table import fold_reasons
+
+    folded = fold_reasons(
+        [
+            "description 'AX T2 FSE' is a T2 scan, not T1",
+            "description 'T2W TSE' is a T2 scan, not T1",
+            "no row in collection CSV for image I1001",
+            "no row in collection CSV for image I1300",
+            "run 2 not kept",
+        ]
+    )
+    assert folded == {
+        "description '...' is a T2 scan, not T1": 2,
+        "no row in collection CSV for image I1001..1300": 2,
+        "run 2 not kept": 1,
+    }

@@ -102,6 +102,12 @@ def test_other_labels_can_be_selected(adni: Path) -> None:
     assert table.label_counts() == {"CN": 1, "MCI": 1}
 
 
+def test_one_string_is_one_label(adni: Path) -> None:
+    with pytest.warns(UserWarning):
+        table = get_adni(adni, labels="AD")
+    assert table.label_counts() == {"AD": 2}
+
+
 def test_all_groups_kept_with_labels_none(adni: Path) -> None:
     with pytest.warns(UserWarning):
         table = get_adni(adni, labels=None)

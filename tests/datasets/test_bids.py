@@ -152,3 +152,13 @@ def test_warning_points_at_the_callers_line(bids: Path) -> None:
     with pytest.warns(UserWarning) as record:
         from_bids(bids, label_col="diagnosis")
     assert record[0].filename == __file__
+
+
+def test_mask_pattern_matching_some_scans_warns_with_counts(bids: Path) -> None:
+    scan(bids, "derivatives/masks/sub-01/ses-bl/anat/sub-01_ses-bl_T1w_mask.nii.gz")
+    with pytest.warns(UserWarning, match=r"mixed masking: 1 of \d+ scans have a brain mask"):
+        from_bids(
+            bids,
+            label_col="diagnosis",
+            mask_pattern="derivatives/masks/{subject}/{session}/anat/{stem}_mask.nii.gz",
+        )

@@ -20,7 +20,11 @@ from transmri.errors import ConfigError, DataFormatError
         ("3D T1-weighted", "T1"),
         ("SAG FSPGR 3D", "T1"),
         ("AX T2 FSE", "T2"),
-        ("AXIAL PD-T2 TSE", "T2"),
+        ("AXIAL PD-T2 TSE", None),  # dual echo: proton density + T2
+        ("AX PD/T2", None),
+        ("AX T2* GRE", None),  # gradient echo, T2*-weighted
+        ("T2 SWI", None),
+        ("T2W TSE", "T2"),
         ("T2 FLAIR", None),
         ("DTI_gated", None),
         ("rsfMRI_RL", None),

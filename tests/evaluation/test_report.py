@@ -343,3 +343,18 @@ def test_equal_outcomes_are_said_once(fake_run: Callable[..., Path]) -> None:
     assert text.endswith(
         "finetune: no difference from scratch, ridge or the random-weight control can be claimed."
     )
+
+
+def test_skipped_rows_are_listed_in_the_data_section(fake_run: Callable[..., Path]) -> None:
+    run = fake_run(synthetic=False, complete=False)
+    pd.DataFrame(
+        {
+            "cohort": ["target", "target", "source"],
+            "item": ["/d/a.nii.gz", "/d/b.nii.gz", "/d/c.nii.gz"],
+            "reason": ["data.target.filter: site 'IOP' not kept"] * 2 + ["no scan"],
+        }
+    ).to_csv(run / "skipped.csv", index=False)
+    page = build_report(run).read_text()
+    data = page[page.index('<section id="data">') :]
+    assert "3 scan(s) or row(s) skipped, every one listed in skipped.csv" in data
+    assert "data.target.filter: site &#x27;IOP&#x27; not kept" in data and "/d/c.nii.gz" in data

@@ -207,3 +207,14 @@ def test_pickle_posing_as_cache_entry_refused_and_rebuilt(tmp_path: Path) -> Non
         )
     assert npy.read_bytes() != payload  # replaced by the real volume
     assert not marker.exists()
+
+
+def test_pickle_refusal_does_not_advise_weights_only_false(tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    ckpt = tmp_path / "last.pt"
+    payload = _evil_bytes(marker, lambda evil: {"format_version": 1, "model": evil})
+    ckpt.write_bytes(payload)
+    ckpt.with_name("last.pt.sha256").write_text(hashlib.sha256(payload).hexdigest())
+    with pytest.raises(CheckpointError, match=r"transmri never unpickles") as info:
+        load_checkpoint(ckpt)
+    assert "weights_only" not in str(info.value) and not marker.exists()

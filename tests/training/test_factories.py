@@ -139,3 +139,13 @@ def test_gradual_unfreezing_trains_top_groups_first(make_data: MakeData, tmp_pat
     learner.fine_tune(1, 3, 1e-3, gradual=True)
     assert rates == [1, 2, 3, 4]  # head; head + last block; ...; everything
     assert len(learner.history_) == 4
+
+
+def test_a_shape_too_small_is_refused_before_the_run_folder_is_written(
+    make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data(8, shape=(4, 4, 4))
+    learner = create_autoencoder(data, tmp_path / "run", **FAST)
+    with pytest.raises(ConfigError, match=r"input size 4 along D is too small: at least 8"):
+        learner.fit(1, 1e-3)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -21,6 +21,7 @@ from transmri._allocator import keep_freed_memory
 from transmri.cli._encoder import run_encoder
 from transmri.cli._parser import build_parser
 from transmri.cli._preprocess import preprocess_command
+from transmri.cli._warnings import cli_warnings
 
 __all__ = ["main"]
 
@@ -143,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _HANDLERS.get(args.command, _step)
     keep_freed_memory()  # before the first large allocation; see transmri._allocator
     try:
-        return handler(args)
+        with cli_warnings():
+            return handler(args)
     except KeyboardInterrupt:
         print("transmri: interrupted", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ from transmri.data.augment import (
     AugmentConfig,
     build_augmentation,
 )
-from transmri.data.cache import VolumeCache
+from transmri.data.cache import VolumeCache, check_content_leakage
 from transmri.data.databunch import DataBunch
 from transmri.data.dataset import MRIDataset, infer_target_classes
 from transmri.data.dicom import (
@@ -47,6 +47,7 @@ __all__ = [
     "VolumeCache",
     "balanced_subsample",
     "build_augmentation",
+    "check_content_leakage",
     "check_leakage",
     "convert_dicom_series",
     "infer_target_classes",

@@ -31,7 +31,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeAlias, TypeGuard
 
@@ -44,9 +44,15 @@ from transmri._files import atomic_write_bytes
 from transmri._validation import check_choice, check_existing_file
 from transmri.data.preprocess import PreprocessConfig, preprocess_scan
 from transmri.data.table import ScanTable
-from transmri.errors import ConfigError, DataFormatError, IntegrityError
+from transmri.errors import ConfigError, DataFormatError, DataLeakageError, IntegrityError
 
-__all__ = ["CACHE_FORMAT_VERSION", "STALE_TEMP_SECONDS", "CacheDtype", "VolumeCache"]
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "STALE_TEMP_SECONDS",
+    "CacheDtype",
+    "VolumeCache",
+    "check_content_leakage",
+]
 
 CACHE_FORMAT_VERSION = 1
 """Version of the entry layout; part of every key."""
@@ -108,6 +114,48 @@ def _folder_sha256(folder: Path) -> str:
         digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(_sha256_memo(str(entry.absolute()), st.st_size, st.st_mtime_ns).encode())
     return digest.hexdigest()
+
+
+def check_content_leakage(parts: Mapping[str, ScanTable]) -> None:
+    """Raise if a scan's bytes appear in two parts (splits, or pretraining vs test).
+
+    Subject ids can be renamed or lowercased; the bytes cannot: a scan copied
+    under another subject id into another split is the same scan. The scans
+    are hashed like the cache's keys (memoised per process, so a later cache
+    fill hashes nothing twice).
+
+    Args:
+        parts: name -> scans, e.g. ``{"train": ..., "val": ..., "test": ...}``.
+
+    Raises:
+        DataLeakageError: naming both parts, subjects and files of the first
+            shared scan, and how many are shared.
+    """
+    if sum(1 for table in parts.values() if len(table)) < 2:
+        return
+    first: dict[str, tuple[str, str, str]] = {}  # sha256 -> (part, subject, path)
+    shared: list[tuple[tuple[str, str, str], tuple[str, str, str]]] = []
+    for name, table in parts.items():
+        seen_here: set[str] = set()
+        for path, subject in zip(table.paths, table.subjects):
+            try:
+                digest = _file_sha256(path, what="scan")
+            except (OSError, DataFormatError):
+                continue  # reading the scan names it, with its row
+            if digest in seen_here:
+                continue
+            seen_here.add(digest)
+            other = first.setdefault(digest, (name, subject, path))
+            if other[0] != name:
+                shared.append((other, (name, subject, path)))
+    if shared:
+        (a_part, a_subject, a_path), (b_part, b_subject, b_path) = shared[0]
+        more = f" ({len(shared)} shared scans in all)" if len(shared) > 1 else ""
+        raise DataLeakageError(
+            f"{a_part} and {b_part} hold byte-identical scans: subject {a_subject!r} "
+            f"({a_path}) and subject {b_subject!r} ({b_path}){more}; the same scan under two "
+            "subject ids would be tested on what was trained on: remove the copies"
+        )
 
 
 class VolumeCache:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Sampler, get_worker_info
 from transmri._validation import check_positive_int
 from transmri.data._databunch_stats import sample_figure, split_stats, stats_text
 from transmri.data.augment import AugmentConfig, build_augmentation
-from transmri.data.cache import VolumeCache
+from transmri.data.cache import VolumeCache, check_content_leakage
 from transmri.data.dataset import MRIDataset, infer_target_classes
 from transmri.data.manifest import MANIFEST_FORMAT_VERSION, DataBunchManifest
 from transmri.data.preprocess import PreprocessConfig
@@ -96,6 +96,7 @@ def _task_classes(table: ScanTable, classes: Sequence[str] | None) -> list[str]:
         if len(set(names)) != len(names) or not names:
             raise ConfigError(f"classes: expected distinct label names, got {names}")
         table.check_labels(names)
+        table.check_subject_labels()
         return names
     if table.frame["label"].isna().all():
         return []  # unlabelled task (e.g. autoencoder pretraining)
@@ -106,6 +107,7 @@ def _task_classes(table: ScanTable, classes: Sequence[str] | None) -> list[str]:
             f"{exc}; a labelled task needs every row labelled: drop unlabelled rows "
             "(e.g. table.keep_labels([...])) or remove all labels for an unlabelled task"
         ) from None
+    table.check_subject_labels()
     return table.labels
 
 
@@ -504,6 +506,17 @@ class DataBunch:
             self._input_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         return self._input_shape
 
+    def check_content_leakage(self) -> None:
+        """Raise if two splits hold byte-identical scans (under different subject ids).
+
+        Reads every scan file once to hash it (:meth:`prepare` runs it before
+        filling the cache, which then reuses the hashes).
+
+        Raises:
+            DataLeakageError: naming both splits, subjects and files.
+        """
+        check_content_leakage({s: self.split_table(s) for s in _SPLITS})
+
     # ------------------------------------------------------------- loading
     def prepare(self, n_jobs: int = 1, *, progress: bool = True) -> int:
         """Preprocess every scan of every split into the cache (``cache_dir``).
@@ -515,6 +528,7 @@ class DataBunch:
         cache = self._get_cache()
         if cache is None:
             return 0
+        self.check_content_leakage()
         used = np.sort(np.concatenate([self.splits[n] for n in SPLIT_NAMES]))
         return cache.fill(self.table.subset(used), n_jobs=n_jobs, progress=progress)
 

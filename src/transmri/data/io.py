@@ -133,7 +133,9 @@ def _check_finite(p: Path, data: np.ndarray, nan_policy: str, what: str) -> np.n
         return data
     raise DataFormatError(
         f"{p}: {n_bad} of {data.size} voxels are NaN or Inf in this {what} "
-        f"(expected finite values; pass nan_policy='zero' to set them to 0)"
+        f"(expected finite values; to set them to 0, run with "
+        f"--set data.preprocessing.nan_policy=zero, or in Python "
+        f"PreprocessConfig(nan_policy='zero'))"
     )
 
 

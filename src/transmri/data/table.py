@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import pandas as pd
 from transmri._files import atomic_write_text
 from transmri.errors import DataFormatError
 
-__all__ = ["REQUIRED_COLUMNS", "ScanTable"]
+__all__ = ["REQUIRED_COLUMNS", "ScanTable", "fold_reasons"]
 
 REQUIRED_COLUMNS = ("path", "subject", "label", "mask", "row")
 
@@ -348,6 +349,27 @@ class ScanTable:
                 )
         return self
 
+    def check_subject_labels(self) -> ScanTable:
+        """Raise naming the first subject whose scans carry two labels; return ``self``.
+
+        A subject-grouped split keeps a subject's scans together, so they must
+        share one label (unlabelled rows are ignored here).
+        """
+        seen: dict[str, tuple[str, int]] = {}
+        for row, subject, value in zip(
+            self.frame["row"].tolist(), self.subjects, self.frame["label"].tolist()
+        ):
+            if pd.isna(value):
+                continue
+            first = seen.setdefault(subject, (str(value), int(row)))
+            if first[0] != str(value):
+                raise DataFormatError(
+                    f"{self.source}, row {row}, column 'label': subject {subject!r} has scans "
+                    f"labelled {first[0]!r} (row {first[1]}) and {str(value)!r}; a subject's "
+                    "scans must share one label (a subject-grouped split keeps them together)"
+                )
+        return self
+
     def require_labels(self) -> ScanTable:
         """Raise naming the first unlabelled row, if any; return ``self``."""
         missing = self.frame["label"].isna()
@@ -393,16 +415,46 @@ class ScanTable:
             f"labels {self.label_counts()}",
         ]
         if len(self.skipped):
-            # One count per kind of reason: quoted values and numbers are folded
-            # (``table.skipped`` keeps every row's own reason).
-            reasons = (
-                self.skipped["reason"]
-                .str.replace(r"'.*'", "...", regex=True)
-                .str.replace(r"\d+(\.\d+)?", "#", regex=True)
-            )
-            counts = {str(k): int(v) for k, v in reasons.value_counts().items()}
+            # One count per kind of reason (``table.skipped`` keeps every row's own).
+            counts = fold_reasons(self.skipped["reason"].astype(str).tolist())
             parts.append(f"skipped {len(self.skipped)} ({counts})")
         return f"{self.source}: " + ", ".join(parts)
+
+
+_SLOT = re.compile(r"'[^']*'|\d+(?:\.\d+)?")
+
+
+def fold_reasons(reasons: Sequence[str]) -> dict[str, int]:
+    """Count reasons by kind: reasons that differ only in numbers or quoted values are one.
+
+    A value shared by every reason of a kind is kept as it is; numbers that
+    differ become their range and quoted values that differ become ``'...'``,
+    so no digit is ever replaced by a placeholder.
+
+    Example:
+        >>> fold_reasons(["age 48 between young_max 40 and old_min 60",
+        ...               "age 52.5 between young_max 40 and old_min 60", "no scan"])
+        {'age 48..52.5 between young_max 40 and old_min 60': 2, 'no scan': 1}
+    """
+    groups: dict[str, list[list[str]]] = {}
+    for reason in reasons:
+        template = _SLOT.sub("\0", reason)
+        groups.setdefault(template, []).append(_SLOT.findall(reason))
+    folded: dict[str, int] = {}
+    for template, values in groups.items():
+        text = template
+        for slot in zip(*values):
+            distinct = sorted(set(slot))
+            if len(distinct) == 1:
+                shown = distinct[0]
+            elif slot[0].startswith("'"):
+                shown = "'...'"
+            else:
+                ordered = sorted(distinct, key=float)
+                shown = f"{ordered[0]}..{ordered[-1]}"
+            text = text.replace("\0", shown, 1)
+        folded[text] = folded.get(text, 0) + len(values)
+    return dict(sorted(folded.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _is_blank(value: object) -> bool:

@@ -19,12 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from transmri.data import ScanTable
+from transmri.data.table import fold_reasons
 from transmri.errors import DataFormatError
 
 __all__ = [
     "BLANKS",
     "finish",
     "is_blank",
+    "label_names",
     "read_table",
     "require_columns",
     "skipped_frame",
@@ -47,6 +49,13 @@ def is_blank(value: object) -> bool:
     except (TypeError, ValueError):
         return False
     return str(value).strip().lower() in BLANKS
+
+
+def label_names(labels: str | Sequence[str] | None) -> list[str] | None:
+    """``labels`` as a list of names: one string is one label (``"AD"``, not ``A``, ``D``)."""
+    if labels is None:
+        return None
+    return [labels] if isinstance(labels, str) else [str(x) for x in labels]
 
 
 def snake_case(name: str) -> str:
@@ -177,6 +186,14 @@ def report(table: ScanTable, *, adapter: str, stacklevel: int = 3) -> None:
         table.label_counts(),
         n_masks,
     )
+    if 0 < n_masks < len(table):
+        warnings.warn(
+            f"{adapter} ({table.source}): mixed masking: {n_masks} of {len(table)} scans have "
+            "a brain mask, the others none; skull-stripped and whole-head scans look "
+            "different to the network: give every scan a mask, or none",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
     if len(table.skipped):
         message = (
             f"{adapter} ({table.source}): kept {len(table)} scans, skipped "
@@ -190,7 +207,4 @@ def report(table: ScanTable, *, adapter: str, stacklevel: int = 3) -> None:
 def _reason_counts(skipped: pd.DataFrame) -> dict[str, int]:
     if len(skipped) == 0:
         return {}
-    # Group reasons that differ only by a quoted value or a number.
-    reasons = skipped["reason"].astype(str).str.replace(r"'[^']*'", "...", regex=True)
-    reasons = reasons.str.replace(r"\d+(\.\d+)?", "N", regex=True)
-    return {str(k): int(v) for k, v in reasons.value_counts().items()}
+    return fold_reasons(skipped["reason"].astype(str).tolist())

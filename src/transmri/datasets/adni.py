@@ -21,6 +21,7 @@ from types import MappingProxyType
 from transmri.data import ScanTable
 from transmri.datasets._archive import Selector as _Selector
 from transmri.datasets._archive import read_archive
+from transmri.datasets._common import label_names
 
 __all__ = ["ADNI_LABEL_MAP", "get_adni"]
 
@@ -35,7 +36,7 @@ def get_adni(
     root: str | os.PathLike[str],
     *,
     collection_csv: str | os.PathLike[str] | None = None,
-    labels: Sequence[str] | None = ("AD", "CN"),
+    labels: str | Sequence[str] | None = ("AD", "CN"),
     label_map: Mapping[str, str] | None = ADNI_LABEL_MAP,
     mask: str | os.PathLike[str] | None = None,
     description: str | Sequence[str] | None = None,
@@ -98,7 +99,7 @@ def get_adni(
         subject_col=subject_col,
         label_col=label_col,
         label_map=label_map,
-        keep_labels=None if labels is None else list(labels),
+        keep_labels=label_names(labels),
         mask=mask,
         select=None if description is None else _description_filter(description),
     )

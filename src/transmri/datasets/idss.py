@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from transmri.data import ScanTable
-from transmri.datasets._common import report
+from transmri.datasets._common import label_names, report
 
 __all__ = ["IDSS_EVALUATION", "IDSS_FOLDS", "get_idss"]
 
@@ -33,7 +33,7 @@ def get_idss(
     path_col: str = "path",
     subject_col: str = "subject",
     label_col: str = "diagnosis",
-    labels: Sequence[str] | None = ("AD", "CVD"),
+    labels: str | Sequence[str] | None = ("AD", "CVD"),
     label_map: Mapping[str, str] | None = None,
     mask_col: str | None = None,
     root: str | os.PathLike[str] | None = None,
@@ -73,6 +73,6 @@ def get_idss(
         label_map=label_map,
     )
     if labels is not None:
-        table = table.keep_labels(list(labels))
+        table = table.keep_labels(label_names(labels) or [])
     report(table, adapter="get_idss")
     return table

@@ -13,7 +13,9 @@ T1 or T2 (``mri_type``) is decided from the scan's description (the CSV
 turned into spaces (see :func:`ppmi_mri_type`):
 
 1. a description containing ``FLAIR`` is neither (FLAIR is skipped);
-2. a word ``T2``/``T2W`` (e.g. ``AX T2 FSE``, ``PD-T2 TSE``) makes it T2;
+2. a word ``T2``/``T2W`` (e.g. ``AX T2 FSE``, ``T2W TSE``) makes it T2, except
+   a T2* gradient echo (``AX T2* GRE``, ``T2 SWI``) or a dual-echo proton
+   density / T2 series (``PD-T2 TSE``, ``AX PD/T2``, ``DUAL ECHO``): neither;
 3. otherwise a word ``T1``/``T1W``, or ``MPRAGE``, ``MP RAGE``, ``SPGR``
    (also FSPGR), ``SAG 3D`` (e.g. ``SAG_3D_MPRAGE``, ``3D T1``) makes it T1;
 4. anything else (DTI, rsfMRI, localizers, ...) is neither, and skipped.
@@ -32,6 +34,7 @@ from typing import Literal
 from transmri._validation import check_choice
 from transmri.data import ScanTable
 from transmri.datasets._archive import read_archive
+from transmri.datasets._common import label_names
 
 __all__ = ["PPMI_LABEL_MAP", "get_ppmi", "ppmi_mri_type"]
 
@@ -41,6 +44,8 @@ PPMI_LABEL_MAP: Mapping[str, str] = MappingProxyType(
 )
 
 _T2 = re.compile(r"\bT2(W|WI)?\b")
+# T2* gradient echo / susceptibility, and dual-echo PD + T2: not a T2-weighted spin echo.
+_NOT_T2 = re.compile(r"\bGRE\b|\bSWI\b|\bSWAN\b|\bSTAR\b|\bPD\b|\bDUAL\b")
 _T1 = re.compile(r"\bT1(W|WI)?\b|MPRAGE|\bMP RAGE\b|SPGR\b|\bSAG 3D\b")
 
 
@@ -50,12 +55,15 @@ def ppmi_mri_type(description: str) -> Literal["T1", "T2"] | None:
     Example:
         >>> ppmi_mri_type("SAG_3D_MPRAGE"), ppmi_mri_type("AX T2 FSE"), ppmi_mri_type("DTI_gated")
         ('T1', 'T2', None)
+        >>> ppmi_mri_type("AX T2* GRE"), ppmi_mri_type("PD-T2 TSE")
+        (None, None)
     """
     text = " ".join(re.sub(r"[^0-9A-Z]+", " ", description.upper()).split())
     if "FLAIR" in text:
         return None
     if _T2.search(text):
-        return "T2"
+        star = re.search(r"T2\s*\*", description.upper()) is not None
+        return None if star or _NOT_T2.search(text) else "T2"
     if _T1.search(text):
         return "T1"
     return None
@@ -66,7 +74,7 @@ def get_ppmi(
     *,
     mri_type: Literal["T1", "T2"] = "T1",
     collection_csv: str | os.PathLike[str] | None = None,
-    labels: Sequence[str] | None = ("PD", "HC"),
+    labels: str | Sequence[str] | None = ("PD", "HC"),
     label_map: Mapping[str, str] | None = PPMI_LABEL_MAP,
     mask: str | os.PathLike[str] | None = None,
     image_id_col: str = "Image Data ID",
@@ -120,7 +128,7 @@ def get_ppmi(
         subject_col=subject_col,
         label_col=label_col,
         label_map=label_map,
-        keep_labels=None if labels is None else list(labels),
+        keep_labels=label_names(labels),
         mask=mask,
         select=select,
     )

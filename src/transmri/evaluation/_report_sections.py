@@ -199,9 +199,29 @@ def data_section(run_dir: Path) -> str:
     if manifest.is_file():
         data = read_json(manifest)
         parts.append(f"<h3>{escape(manifest.name)}</h3>" + table(["key", "value"], flatten(data)))
+    skipped = run_dir / "skipped.csv"
+    if skipped.is_file():
+        parts.append(_skipped_block(skipped))
     if not parts:
         parts.append(absent("No data_stats.csv or data.json: data statistics are not shown."))
     return section("data", "Data", "".join(parts))
+
+
+def _skipped_block(path: Path, *, shown: int = 50) -> str:
+    """What the adapters and filters dropped: counts per reason, then the first rows."""
+    from transmri.data.table import fold_reasons
+
+    frame = read_csv(path)
+    if len(frame) == 0:
+        return f"<h3>Skipped</h3><p>No scan or row was skipped ({escape(path.name)}).</p>"
+    counts = fold_reasons(frame["reason"].astype(str).tolist())
+    more = f" (the first {shown} shown)" if len(frame) > shown else ""
+    return (
+        f"<h3>Skipped</h3><p>{len(frame)} scan(s) or row(s) skipped, every one listed in "
+        f"{escape(path.name)}{more}.</p>"
+        + table(["reason", "count"], counts.items())
+        + frame_table(frame.head(shown))
+    )
 
 
 def history_section(run_dir: Path, *, owner: str = "this run") -> str:

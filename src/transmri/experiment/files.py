@@ -29,6 +29,7 @@ from transmri.experiment.schema import (
 
 __all__ = [
     "apply_overrides",
+    "check_methods",
     "dump_experiment",
     "experiment_from_dict",
     "load_experiment",
@@ -182,6 +183,31 @@ def _build(cls: type, data: object, where: str) -> Any:
         raise ConfigError(f"{where or 'experiment'}: {exc}") from None
 
 
+def check_methods(methods: Sequence[str], *, where: str) -> None:
+    """Raise naming ``where`` and the closest registered name for an unknown method.
+
+    Raises:
+        ConfigError: e.g. ``evaluation.methods: unknown method 'ridg' (did you
+            mean 'ridge'?); expected some of finetune, scratch, ...``.
+    """
+    if not methods:
+        return
+    import difflib
+
+    from transmri.transfer import available_methods  # the registry, recipes included
+
+    known = available_methods()
+    for name in methods:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown method {name!r}{hint}; expected some of {', '.join(known)}"
+            )
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"{where}: expected distinct names, got {list(methods)}")
+
+
 def experiment_from_dict(
     data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = "."
 ) -> ExperimentConfig:
@@ -199,6 +225,7 @@ def experiment_from_dict(
     """
     config: ExperimentConfig = _build(ExperimentConfig, data, "")
     object.__setattr__(config, "base_dir", os.fspath(Path(base_dir).absolute()))
+    check_methods(config.evaluation.methods, where="evaluation.methods")
     if config.pretrain.encoder is not None:
         from transmri.experiment.sources import check_encoder_source
 

@@ -73,6 +73,7 @@ class Experiment(ExperimentState):
         from transmri.data import VolumeCache
 
         self._begin("prepare")
+        self.check_data()  # every check the data allow, before the first volume is read
         cache = VolumeCache(self.cache_dir, self.config.data.preprocessing)
         roles = config_roles(self.config)
         built = sum(cache.fill(self.table(r), progress=self.progress) for r in roles)
@@ -93,6 +94,7 @@ class Experiment(ExperimentState):
         from transmri.training import create_autoencoder, create_contrastive, create_mixed
 
         done = self._begin("pretrain")
+        self.check_data()
         if self.config.pretrain.encoder is not None:
             return self._use_given_encoder()
         if done is not None and self.encoder_card.is_file():
@@ -296,6 +298,10 @@ class Experiment(ExperimentState):
             names = learner.data.classes
             frame = pd.DataFrame(codes, columns=[f"e{i}" for i in range(codes.shape[1])])
             frame.insert(0, "label", [names[i] if i >= 0 else "" for i in labels])
+            scans = learner.data.split_table(split).frame  # the codes' order
+            if "image_id" in scans.columns:  # several visits of a subject told apart
+                frame.insert(0, "image_id", scans["image_id"].astype(str).tolist())
+            frame.insert(0, "path", scans["path"].astype(str).tolist())
             frame.insert(0, "subject", subjects)
             csv = write_text(self.run_dir / f"{prefix}{split}.csv", frame.to_csv(index=False))
             import io

@@ -108,8 +108,17 @@ class SourceConfig:
             the run folder). Relative paths are relative to the experiment file.
         options: the adapter's keyword arguments (see :data:`ADAPTER_OPTIONS`).
         label_map: renames labels after the adapter ran.
-        labels: keep only these labels (after ``label_map``); also their class order.
+        labels: the classes (after ``label_map``), in class order. A row with
+            another label (a typo such as ``X`` or ``f``) or none is an error
+            naming it, unless ``drop_other_labels`` is true.
+        drop_other_labels: drop the rows whose label is not in ``labels``
+            (e.g. ``MCI`` when ``labels: [AD, CN]``); the drop is reported
+            with counts and written to ``skipped.csv``. A label that differs
+            from one in ``labels`` only in case or spaces is still an error.
         filter: keep rows whose column holds one of the values, e.g. ``{site: [HH]}``.
+        exclude: drop rows whose column holds one of the values, e.g. single
+            images ``{image_id: [I123456]}`` (after ``filter``; recorded in
+            ``skipped.csv``).
         targets: extra columns predicted during pretraining (e.g. ``[age]``).
         max_scans: keep at most this many scans (a seeded, label-balanced
             draw when labelled), for quick trials.
@@ -120,7 +129,9 @@ class SourceConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     label_map: Mapping[str, str] | None = None
     labels: tuple[str, ...] | None = None
+    drop_other_labels: bool = False
     filter: Mapping[str, tuple[str, ...]] | None = None
+    exclude: Mapping[str, tuple[str, ...]] | None = None
     targets: tuple[str, ...] = ()
     max_scans: int | None = None
 
@@ -154,16 +165,20 @@ class SourceConfig:
             object.__setattr__(self, "label_map", mapping)
         if self.labels is not None:
             object.__setattr__(self, "labels", _check_names("labels", self.labels))
-        if self.filter is not None:
-            rows = _check_mapping("filter", self.filter)
-            object.__setattr__(
-                self,
-                "filter",
-                {
-                    k: tuple(str(v) for v in _check_names(f"filter.{k}", vs))
-                    for k, vs in rows.items()
-                },
-            )
+        _check_bool("drop_other_labels", self.drop_other_labels)
+        if self.drop_other_labels and self.labels is None:
+            raise ConfigError("drop_other_labels: needs labels (the classes to keep)")
+        for key in ("filter", "exclude"):
+            if getattr(self, key) is not None:
+                rows = _check_mapping(key, getattr(self, key))
+                object.__setattr__(
+                    self,
+                    key,
+                    {
+                        k: tuple(str(v) for v in _check_names(f"{key}.{k}", vs))
+                        for k, vs in rows.items()
+                    },
+                )
         object.__setattr__(self, "targets", _check_names("targets", self.targets))
 
 
@@ -544,6 +559,12 @@ class ExperimentConfig:
             out["pretrain"] = {"encoder": self.pretrain.encoder}
         if self.data.source is None:
             out["data"].pop("source")
+        for role in ("source", "target"):  # a default-only key leaves identities unchanged
+            section = out["data"].get(role)
+            if section is not None and not section["drop_other_labels"]:
+                section.pop("drop_other_labels")
+            if section is not None and section["exclude"] is None:
+                section.pop("exclude")
         out["data"]["preprocessing"] = self.data.preprocessing.to_dict()
         return out
 

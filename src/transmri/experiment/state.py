@@ -90,6 +90,7 @@ class ExperimentState:
         self._target_data: DataBunch | None = None
         self._finetuned: Learner | None = None
         self._given_card: Path | None = None
+        self._data_checked = False
 
     @staticmethod
     def _resolved(config: ExperimentConfig) -> ExperimentConfig:
@@ -186,6 +187,70 @@ class ExperimentState:
             )
             self._opened = True
         return self.run_dir
+
+    def check_data(self) -> None:
+        """Check what the data allow before the first heavy step (no volume is read).
+
+        Loads the cohorts (writing ``source.csv``, ``target.csv`` and
+        ``skipped.csv``, what the adapters and filters dropped, with reasons),
+        makes the target split and the benchmark's draws, and refuses: a class
+        too small to split, a subject with two labels, ``evaluation.n_train``
+        beyond the scans available, target test subjects in the pretraining
+        set (``data.exclude_target: none`` on the same cohort), and
+        byte-identical scan files in the pretraining set and the target test
+        set or in two target splits (each scan file is hashed once). Warns
+        when some scans have a brain mask and others do not.
+
+        Raises:
+            DataFormatError: naming the cohort's table, row or class.
+            DataLeakageError: naming the subjects (and files) seen twice.
+            ConfigError: ``evaluation.n_train`` or ``test_size`` the data cannot meet.
+        """
+        if self._data_checked:
+            return
+        from transmri.data import check_content_leakage, check_leakage
+        from transmri.errors import DataLeakageError
+
+        roles = config_roles(self.config)
+        tables = {role: self.table(role) for role in roles}
+        _write_skipped(self.run_dir, tables)
+        _warn_mixed_masking(self.config, tables)
+        target = tables["target"]
+        try:
+            data = self.target_data()
+            _check_every_class_trains(target, data.split_table("train"))
+            if self.config.evaluation.methods:
+                from transmri.transfer.plan import plan_splits
+
+                plan_splits(target, self.transfer_config())
+        except DataFormatError as exc:
+            if self.config.data.target.labels is not None:
+                raise
+            raise DataFormatError(
+                f"{exc} (data.target: classes {target.label_counts()}; data.target.labels "
+                "names the classes to keep)"
+            ) from None
+        test = data.split_table("test")
+        parts = {f"the target {s} split": data.split_table(s) for s in ("train", "val", "test")}
+        if "source" in tables:
+            self.source_data()
+            if self.config.data.exclude_target == "none":
+                try:
+                    check_leakage(
+                        tables["source"],
+                        test,
+                        names=("data.source (pretraining)", "the target test split"),
+                    )
+                except DataLeakageError as exc:
+                    raise DataLeakageError(
+                        f"{exc}; with data.exclude_target: none the encoder would be tested "
+                        "on scans it was pretrained on: set data.exclude_target: test (or all)"
+                    ) from None
+            check_content_leakage(
+                {"data.source (pretraining)": tables["source"], "the target test split": test}
+            )
+        check_content_leakage(parts)
+        self._data_checked = True
 
     def _begin(self, step: str) -> dict[str, Any] | None:
         """Open the folder for ``step``; its record in ``run.json`` if it finished before.
@@ -374,3 +439,43 @@ class ExperimentState:
         stats = pd.DataFrame(rows, columns=["cohort", "split", "label", "scans", "subjects"])
         write_text(self.run_dir / "data_stats.csv", stats.to_csv(index=False))
         return stats
+
+
+def _check_every_class_trains(target: ScanTable, train: ScanTable) -> None:
+    """Raise naming a class (and its rows) that the held-out test split left no training scan."""
+    trained = set(train.labels)
+    for label in target.labels:
+        if label not in trained:
+            rows = target.frame.loc[target.frame["label"] == label, "row"].tolist()
+            shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+            raise DataFormatError(
+                f"{target.source}: class {label!r} (row(s) {shown}) has too few subjects: "
+                "none is left for training after the held-out test split"
+            )
+
+
+def _write_skipped(run_dir: Path, tables: dict[str, ScanTable]) -> None:
+    """``skipped.csv``: cohort, item, reason of every row an adapter or filter dropped."""
+    import pandas as pd
+
+    frames = [t.skipped.assign(cohort=role) for role, t in tables.items()]
+    skipped = pd.concat(frames, ignore_index=True)[["cohort", "item", "reason"]]
+    write_text(run_dir / "skipped.csv", skipped.to_csv(index=False))
+
+
+def _warn_mixed_masking(config: ExperimentConfig, tables: dict[str, ScanTable]) -> None:
+    """Warn when some scans have a brain mask and others not (within or across cohorts)."""
+    if config.data.preprocessing.mask is not None:
+        return  # one dataset-wide mask for every scan
+    counts = {role: (int(t.frame["mask"].notna().sum()), len(t)) for role, t in tables.items()}
+    masked = sum(n for n, _ in counts.values())
+    if masked == 0 or masked == sum(total for _, total in counts.values()):
+        return
+    shown = ", ".join(f"data.{role}: {n} of {total}" for role, (n, total) in counts.items())
+    warnings.warn(
+        f"mixed masking: some scans have a brain mask and others not ({shown} scans masked); "
+        "skull-stripped and whole-head scans look different to the network: give every scan "
+        "a mask, or none",
+        UserWarning,
+        stacklevel=3,
+    )

@@ -33,9 +33,9 @@ def _check_sizes(sizes: Sequence[int], *, steps: int, where: str) -> None:
     minimum = 2**steps
     for axis, size in zip(_AXES, sizes):
         if size < minimum:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: input size {size} along {axis} is too small: at least {minimum} "
-                f"needed for {steps} pooling steps"
+                f"needed for {steps} pooling steps (raise the preprocessing's target_shape)"
             )
 
 

@@ -150,6 +150,7 @@ class LearnerCore:
 
     def _write_run_folder(self, world_size: int) -> None:
         """Rank 0's part of :meth:`_prepare_run`: ``run.json`` and ``data.json``."""
+        self._check_input_fits()
         identity = run_identity(
             model_type=self.config.model_type,
             model_config=self.model_config(),
@@ -168,6 +169,13 @@ class LearnerCore:
         }
         prepare_run_folder(self.path, identity, config=settings, overwrite=self.overwrite)
         self.data.save(self.path / "data.json")
+
+    def _check_input_fits(self) -> None:
+        """Refuse volumes too small for the model before any run-folder file is written."""
+        shape = self.data.preprocessing.target_shape
+        code_shape = getattr(self.model, "code_shape", None)
+        if shape is not None and callable(code_shape):
+            code_shape(shape)  # raises ConfigError naming the axis and the size needed
 
     def _check_fitted(self, what: str) -> None:
         if not self.fitted_:

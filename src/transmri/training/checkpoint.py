@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -117,6 +118,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, which would run the file's code.
+        raise CheckpointError(
+            f"{p}: cannot read the checkpoint: it holds Python objects beyond tensors and "
+            "plain containers, which transmri never unpickles (loading them could run code); "
+            "only use checkpoints transmri wrote"
+        ) from None
     except Exception as exc:  # torch raises many types for unreadable files
         raise CheckpointError(f"{p}: cannot read the checkpoint ({exc})") from exc
     if not isinstance(state, dict) or "format_version" not in state:
