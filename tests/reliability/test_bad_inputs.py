@@ -891,3 +891,19 @@ def test_cli_bad_input(
     assert re.search(match, lines[0]), lines[0]
     assert files(tmp_path) == before  # nothing written, not even a temp file
     _record(kind, f"transmri {command}", f"exit {code}: {lines[0]}")
+
+
+def test_locked_output_folder_is_named_not_a_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out`` itself read-only: the message names its run.json, never ``.run.json.*.tmp``."""
+    args = _cli_args("prepare", "bad value", tmp_path)  # writes experiment.yaml
+    (tmp_path / "experiment.yaml").write_text(
+        (tmp_path / "experiment.yaml").read_text().replace("lr: -1", "lr: 0.001")
+    )
+    with _immutable(tmp_path / "out"):
+        code, stderr = _in_process([*args[:2], "--out", "out"], tmp_path, monkeypatch, capsys)
+    assert code == 1, stderr
+    assert re.search(r"PermissionError: \[Errno 1\] .*/out/run\.json: cannot write", stderr), stderr
+    assert ".tmp" not in stderr
+    assert not list((tmp_path / "out").iterdir())
