@@ -26,6 +26,7 @@ from transmri.experiment.schema import (
     PretrainConfig,
     SourceConfig,
 )
+from transmri.raw.pipeline import RawScanConfig
 
 __all__ = [
     "apply_overrides",
@@ -142,6 +143,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (DataConfig, "source"): SourceConfig,
     (DataConfig, "target"): SourceConfig,
     (DataConfig, "preprocessing"): PreprocessConfig,
+    (DataConfig, "raw"): RawScanConfig,
 }
 
 

@@ -33,6 +33,7 @@ from transmri._validation import (
 )
 from transmri.data.preprocess import PreprocessConfig
 from transmri.errors import ConfigError
+from transmri.raw.pipeline import RawScanConfig
 
 __all__ = [
     "ADAPTERS",
@@ -193,6 +194,13 @@ class DataConfig:
         preprocessing: one :class:`~transmri.data.PreprocessConfig` for both
             cohorts (a pretrained encoder only fits data prepared the same way).
         cache_dir: the volume cache folder (default: ``cache`` in the run folder).
+        raw: raw-scan steps run once per scan before ``preprocessing``
+            (:class:`~transmri.raw.RawScanConfig`: ``skull_strip``
+            ``mask``/``deepbet``/``none``, ``register``
+            ``torchreg``/``ants``/``none``, ``bias_correct``, ``min_ncc``,
+            ``fail_on_diverged``), for both cohorts; outputs (BIDS
+            derivatives, ``qc.html``) go to ``<cache_dir>/raw/<cohort>``.
+            ``null`` (default): the scans are used as given.
         exclude_target: which target subjects are dropped from the source
             before pretraining: ``all`` (every subject also in the target),
             ``test`` (only the held-out test subjects: the source may then
@@ -206,6 +214,7 @@ class DataConfig:
     preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
     cache_dir: str | None = None
     exclude_target: str = "all"
+    raw: RawScanConfig | None = None
 
     def __post_init__(self) -> None:
         if self.cache_dir is not None and (
@@ -559,6 +568,8 @@ class ExperimentConfig:
             out["pretrain"] = {"encoder": self.pretrain.encoder}
         if self.data.source is None:
             out["data"].pop("source")
+        if self.data.raw is None:  # no raw steps: identities of older runs unchanged
+            out["data"].pop("raw")
         for role in ("source", "target"):  # a default-only key leaves identities unchanged
             section = out["data"].get(role)
             if section is not None and not section["drop_other_labels"]:

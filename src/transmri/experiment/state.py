@@ -87,6 +87,8 @@ class ExperimentState:
         self._restarted: set[str] = set()
         self._opened = False
         self._tables: dict[str, ScanTable] = {}
+        self._raw_tables: dict[str, ScanTable] = {}
+        self._checking = False  # check_data reads the cohorts as given, before the raw steps
         self._target_data: DataBunch | None = None
         self._finetuned: Learner | None = None
         self._given_card: Path | None = None
@@ -208,6 +210,16 @@ class ExperimentState:
         """
         if self._data_checked:
             return
+        self._checking = True
+        try:
+            self._check_data()
+        finally:
+            self._checking = False
+        if self.config.data.raw is not None:
+            self._target_data = None  # rebuilt from the raw steps' outputs
+        self._data_checked = True
+
+    def _check_data(self) -> None:
         from transmri.data import check_content_leakage, check_leakage
         from transmri.errors import DataLeakageError
 
@@ -250,7 +262,6 @@ class ExperimentState:
                 {"data.source (pretraining)": tables["source"], "the target test split": test}
             )
         check_content_leakage(parts)
-        self._data_checked = True
 
     def _begin(self, step: str) -> dict[str, Any] | None:
         """Open the folder for ``step``; its record in ``run.json`` if it finished before.
@@ -271,7 +282,26 @@ class ExperimentState:
         return Path(str(self.config.data.cache_dir))
 
     def table(self, role: str) -> ScanTable:
-        """Cohort ``"source"`` or ``"target"`` (the source without target subjects)."""
+        """Cohort ``"source"`` or ``"target"`` (the source without target subjects).
+
+        With ``data.raw`` the scans are the raw steps' outputs (skull-stripped,
+        registered; see :func:`raw_scans`), except while :meth:`check_data` runs:
+        its checks need only the subjects, labels and source files, so they
+        come before the slow raw steps.
+        """
+        cohort = self._cohort(role)
+        raw = self.config.data.raw
+        if raw is None or self._checking:
+            return cohort
+        if role not in self._raw_tables:
+            folder = self.cache_dir / "raw" / role
+            self._raw_tables[role] = raw_scans(cohort, folder, raw, note=self.note)
+            frame = self._raw_tables[role].frame
+            write_text(self.run_dir / f"{role}.csv", frame.to_csv(index=False))
+        return self._raw_tables[role]
+
+    def _cohort(self, role: str) -> ScanTable:
+        """The cohort as its adapter gives it (see :meth:`table`)."""
         if role not in self._tables:
             self.open()
             table = load_cohort(self.config, role)
@@ -279,7 +309,7 @@ class ExperimentState:
             if role == "source" and mode != "none":
                 from transmri.transfer.plan import held_out_subjects
 
-                target = self.table("target")
+                target = self._cohort("target")
                 drop = set(
                     target.subjects
                     if mode == "all"
@@ -479,3 +509,31 @@ def _warn_mixed_masking(config: ExperimentConfig, tables: dict[str, ScanTable]) 
         UserWarning,
         stacklevel=3,
     )
+
+
+def raw_scans(table: ScanTable, folder: Path, config: Any, *, note: Any = None) -> ScanTable:
+    """``table`` with each scan (and mask) replaced by its raw steps' output.
+
+    Runs :func:`transmri.raw.preprocess_table` into ``folder`` (resumable: a
+    scan done before with the same config is not redone), adds its QC columns
+    and names every flagged scan through ``note``; the flagged scans are kept.
+    """
+    import pandas as pd
+
+    from transmri.raw import preprocess_table
+
+    scans = preprocess_table(table, folder, config)
+    frame = table.frame.copy()
+    frame["source_path"] = frame["path"]
+    frame["path"] = scans["path"].to_numpy()
+    frame["mask"] = pd.array(scans["mask"].to_numpy(), dtype="string")
+    for column in ("brain_volume_cc", "registration_ncc", "template_mask_dice", "qc_flag"):
+        if column in scans.columns:
+            frame[column] = scans[column].to_numpy()
+    if note is not None and "qc_flag" in scans.columns:
+        for _, row in scans[scans["qc_flag"].astype(bool)].iterrows():
+            note(
+                f"raw: QC flagged {row['source_path']}: {row['qc_reason']} "
+                f"(kept; see {folder}/qc.html)"
+            )
+    return table.with_frame(frame)
