@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -15,39 +13,18 @@ from transmri.experiment import Experiment, load_experiment
 from transmri.raw import RawScanConfig
 
 
-@pytest.fixture(autouse=True)
-def _quiet_nondeterministic_ops() -> None:
-    warnings.filterwarnings("ignore", message=".*deterministic implementation.*")
+def _write(tiny_experiment: Path, raw: object) -> Path:
+    """The tiny experiment with ``data.raw`` set and one pretraining epoch."""
+    data = yaml.safe_load(tiny_experiment.read_text())
+    data["name"] = "raw"
+    data["data"]["raw"] = raw
+    data["pretrain"]["epochs"] = 1
+    tiny_experiment.write_text(yaml.safe_dump(data))
+    return tiny_experiment
 
 
-def _write(tmp_path: Path, make_cohort: Callable[..., Path], raw: object) -> Path:
-    make_cohort(12, (16, 16, 16), seed=1, folder="source")
-    target = make_cohort(12, (16, 16, 16), seed=2, folder="target")
-    frame = pd.read_csv(target)
-    frame["subject"] = frame["subject"].str.replace("sub-", "tgt-")
-    frame.to_csv(target, index=False)
-    data = {
-        "name": "raw",
-        "data": {
-            "source": {"adapter": "csv", "path": "source/scans.csv"},
-            "target": {"adapter": "csv", "path": "target/scans.csv"},
-            "preprocessing": {"target_shape": [16, 16, 16]},
-            "raw": raw,
-        },
-        "model": {"arch": "cae", "channels": [4, 8]},
-        "pretrain": {"objective": "autoencoder", "epochs": 1, "batch_size": 4},
-        "finetune": {"epochs_frozen": 1, "epochs_unfrozen": 1, "batch_size": 4},
-        "evaluation": {"methods": [], "embeddings": False, "report": False, "n_boot": 10},
-    }
-    path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def test_raw_steps_feed_the_cache_and_are_not_redone(
-    make_cohort: Callable[..., Path], tmp_path: Path
-) -> None:
-    path = _write(tmp_path, make_cohort, {"skull_strip": "mask", "register": "none"})
+def test_raw_steps_feed_the_cache_and_are_not_redone(tiny_experiment: Path, tmp_path: Path) -> None:
+    path = _write(tiny_experiment, {"skull_strip": "mask", "register": "none"})
     config = load_experiment(path, overrides=[f"output={tmp_path / 'run'}"])
     assert config.data.raw == RawScanConfig(skull_strip="mask", register="none")
     assert config.to_dict()["data"]["raw"]["register"] == "none"
@@ -67,10 +44,8 @@ def test_raw_steps_feed_the_cache_and_are_not_redone(
     assert (tmp_path / "run" / "finetune").is_dir()
 
 
-def test_data_checks_come_before_the_raw_steps(
-    make_cohort: Callable[..., Path], tmp_path: Path
-) -> None:
-    path = _write(tmp_path, make_cohort, {"skull_strip": "none", "register": "none"})
+def test_data_checks_come_before_the_raw_steps(tiny_experiment: Path, tmp_path: Path) -> None:
+    path = _write(tiny_experiment, {"skull_strip": "none", "register": "none"})
     config = load_experiment(
         path,
         overrides=[
@@ -84,10 +59,10 @@ def test_data_checks_come_before_the_raw_steps(
     assert not (tmp_path / "run" / "cache" / "raw").exists()
 
 
-def test_a_bad_raw_key_names_it(make_cohort: Callable[..., Path], tmp_path: Path) -> None:
-    path = _write(tmp_path, make_cohort, {"register": "flirt"})
+def test_a_bad_raw_key_names_it(tiny_experiment: Path) -> None:
+    path = _write(tiny_experiment, {"register": "flirt"})
     with pytest.raises(ConfigError, match=r"data\.raw\.register: expected one of"):
         load_experiment(path)
-    path = _write(tmp_path, make_cohort, {"regster": "none"})
+    path = _write(tiny_experiment, {"regster": "none"})
     with pytest.raises(ConfigError, match=r"unknown key 'data\.raw\.regster'"):
         load_experiment(path)
