@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -181,12 +182,19 @@ def test_rerun_resumes_without_duplicate_rows(bench: Bench, tmp_path: Path) -> N
     out = tmp_path / "ridge"
     kwargs = {"preprocessing": PRE, "encoder": None, "out_dir": out, "config": config,
               "cache_dir": bench.cache}  # fmt: skip
-    first = transfer_curve(bench.table, **kwargs).frame
+    lines: list[str] = []
+    first = transfer_curve(bench.table, **kwargs, report=lines.append).frame
     assert len(first) == 4
+    assert [line.split(":")[1] for line in lines] == [f" run {k} of 4" for k in (1, 2, 3, 4)]
+    assert re.fullmatch(r"compare: run 1 of 4: ridge N=\d+ repeat 0: AUC [\d.]+ \(\d+ s; about "
+                        r"\d+ (s|min) left\)", lines[0]), lines[0]  # fmt: skip
+    assert lines[-1].endswith("; done)")
     interrupted = first[~((first["n_train"] == 16) & (first["repeat"] == 1))]
     interrupted.to_csv(out / "comparison.csv", index=False)
-    again = transfer_curve(bench.table, **kwargs).frame
+    lines.clear()
+    again = transfer_curve(bench.table, **kwargs, report=lines.append).frame
     assert len(again) == 4
+    assert len(lines) == 1 and lines[0].startswith("compare: run 1 of 1: ridge N=16 repeat 1")
     assert not again.duplicated(["method", "n_train", "repeat"]).any()
     kept = again.merge(interrupted, on=["method", "n_train", "repeat"], suffixes=("", "_old"))
     assert (kept["seconds"] == kept["seconds_old"]).all()  # measured rows were not redone

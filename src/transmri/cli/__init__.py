@@ -21,6 +21,7 @@ from transmri._allocator import keep_freed_memory
 from transmri.cli._encoder import run_encoder
 from transmri.cli._parser import build_parser
 from transmri.cli._preprocess import preprocess_command
+from transmri.cli._progress import show_progress
 from transmri.cli._warnings import cli_warnings
 
 __all__ = ["main"]
@@ -53,7 +54,7 @@ def _experiment(args: argparse.Namespace) -> Any:
     experiment = Experiment(
         config,
         overwrite=args.overwrite,
-        progress=args.progress,
+        progress=show_progress(args.progress),
         log=_say,
         restart=args.restart,
         note=_note,
@@ -114,7 +115,7 @@ def _demo(args: argparse.Namespace) -> int:
         args.out,
         config,
         overwrite=args.overwrite,
-        progress=args.progress,
+        progress=show_progress(args.progress),
         log=_say,
         restart=args.restart,
         note=_note,

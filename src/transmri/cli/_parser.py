@@ -52,7 +52,13 @@ def _experiment_args(parser: argparse.ArgumentParser) -> None:
         help="replace another run found in the run folder instead of refusing",
     )
     _restart(parser)
-    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars and one line per compared run (default: on when stderr is a "
+        "terminal and CI is not set)",
+    )
 
 
 def _restart(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run")
     _restart(demo)
-    demo.add_argument("--progress", action="store_true", help="show progress bars")
+    demo.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars and one line per compared run (default: on a terminal, not in CI)",
+    )
 
     run = commands.add_parser(
         "run",

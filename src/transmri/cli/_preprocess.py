@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from transmri.cli._progress import show_progress
 from transmri.errors import ConfigError
 
 __all__ = ["add_preprocess_parser", "preprocess_command"]
@@ -30,7 +31,12 @@ def add_preprocess_parser(commands: argparse._SubParsersAction[argparse.Argument
     sub.add_argument("--skull-strip", choices=("deepbet", "mask", "none"), default="mask")
     sub.add_argument("--register", choices=("torchreg", "ants", "none"), default="torchreg")
     sub.add_argument("--n4", action="store_true", help="N4 bias-field correction (ANTsPy)")
-    sub.add_argument("--progress", action="store_true", help="show a progress bar")
+    sub.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar (default: on when stderr is a terminal and CI is not set)",
+    )
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -58,7 +64,12 @@ def preprocess_command(args: argparse.Namespace) -> int:
         skull_strip=args.skull_strip, bias_correct=args.n4, register=args.register
     )
     scans = preprocess_table(
-        table, args.out, config, jobs=args.jobs, shard=_shard(args.shard), progress=args.progress
+        table,
+        args.out,
+        config,
+        jobs=args.jobs,
+        shard=_shard(args.shard),
+        progress=show_progress(args.progress),
     )
     flagged = scans[scans["qc_flag"]] if "qc_flag" in scans else scans.iloc[:0]
     print(f"{len(scans)} scans preprocessed into {args.out}; {len(flagged)} flagged", flush=True)

@@ -328,6 +328,7 @@ class Experiment(ExperimentState):
             config=self.transfer_config(),
             cache_dir=self.cache_dir,
             overwrite=self.overwrite,
+            report=self.note if self.progress else None,
         )
         for name in ("comparison.csv", "summary.csv", "differences.csv"):
             source = self.run_dir / "compare" / name

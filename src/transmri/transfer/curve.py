@@ -40,7 +40,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,6 +224,7 @@ def transfer_curve(
     config: TransferConfig | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> TransferResult:
     """Measure every method at every training size on the same subjects; see the module doc.
 
@@ -238,6 +239,8 @@ def transfer_curve(
         config: the settings (default :class:`TransferConfig()`).
         cache_dir: the volume cache (default ``out_dir/cache``).
         overwrite: replace a benchmark with other settings found in ``out_dir``.
+        report: called with one line after each measured run (``run k of n``,
+            method, N, repeat, AUC, seconds, time left), e.g. ``print``.
 
     Returns:
         The comparison table, its summary, paired differences and file paths.
@@ -304,6 +307,13 @@ def transfer_curve(
         (str(m), int(n), int(r))
         for m, n, r in zip(frame["method"], frame["n_train"], frame["repeat"])
     }
+    total = sum(
+        1
+        for split in splits
+        for m in config.methods
+        if (m, split.n_train, split.repeat) not in done
+    )
+    measured: list[float] = []
     for split in splits:
         stale = frame[
             (frame["repeat"] == split.repeat) & (frame["test_subjects_hash"] != split.test_hash)
@@ -334,7 +344,21 @@ def transfer_curve(
                 method, split.n_train, split.repeat, row["auc"], row["balanced_accuracy"],
                 row["seconds"], "" if row["converged"] else " (not converged)",
             )  # fmt: skip
+            measured.append(float(row["seconds"]))
+            if report is not None:
+                report(_progress_line(row, len(measured), total, measured))
     return _finish(out, frame, config)
+
+
+def _progress_line(row: Mapping[str, Any], k: int, total: int, seconds: list[float]) -> str:
+    """``compare: run 3 of 24: finetune N=10 repeat 0: AUC 0.712 (12 s; about 4 min left)``."""
+    left = (total - k) * sum(seconds) / len(seconds)
+    eta = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+    return (
+        f"compare: run {k} of {total}: {row['method']} N={row['n_train']} repeat "
+        f"{row['repeat']}: AUC {row['auc']:.3f} ({row['seconds']:.0f} s; "
+        f"{eta if k < total else 'done'})"
+    )
 
 
 def _measure(context: MethodContext, split: TransferSplit) -> dict[str, Any]:
