@@ -67,7 +67,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_unknown_zoo_name_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"pretrain.encoder: 'debet' is neither a zoo encoder "
-                       r"\(known: deepbet, deepbet-bbox\)"):  # fmt: skip
+                       r"\(known: deepbet, deepbet-bbox, medicalnet-resnet10, "):  # fmt: skip
         load_experiment(write(tmp_path, tiny("debet", tmp_path / "run", ["ridge"])))
 
 

@@ -189,7 +189,7 @@ def test_checkpoint_save_interrupted_leaves_a_loadable_one(
 
 # ------------------------------------------------------------- the command line
 CLI = "import sys; from transmri.cli import main; sys.exit(main(sys.argv[1:]))"
-CLI_EPOCHS = {"pretrain": 3, "frozen": 1, "unfrozen": 2}
+CLI_EPOCHS = {"pretrain": 3, "frozen": 1, "unfrozen": 4}  # room for the kill to land
 
 
 def _tiny_experiment(root: Path) -> Path:
@@ -265,7 +265,11 @@ def test_cli_run_killed_then_rerun_matches_uninterrupted(tmp_path: Path) -> None
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert "transmri: pretrain: already done" in err
-    assert f"transmri: finetune: resuming from {last} (2 of 3 epochs done)" in err
+    rows, epochs = (
+        CLI_EPOCHS["frozen"] + done["epoch"],
+        CLI_EPOCHS["frozen"] + CLI_EPOCHS["unfrozen"],
+    )
+    assert f"transmri: finetune: resuming from {last} ({rows} of {epochs} epochs done)" in err
 
     for name in ("pretrain/encoder.safetensors", "finetune/models/model.safetensors"):
         a, b = _tensors(straight / name), _tensors(killed / name)
