@@ -232,6 +232,7 @@ def compute_features(args: argparse.Namespace) -> tuple[list[str], dict[str, np.
         )
         cost["preprocess_s"] = time.perf_counter() - t0
         cost["space"] = space
+        cost["threads"] = args.threads
     subjects = sorted(big)
     frame = table.frame.set_index("subject")
     stack = np.stack([big[s] for s in subjects])
@@ -420,6 +421,26 @@ def target_values(target: str, table: object) -> dict[str, float]:
     return {s: float(v == positive) for s, v in zip(frame["subject"], frame["label"], strict=True)}
 
 
+def feasible_sizes(table: object, args: argparse.Namespace) -> tuple[int, ...]:
+    """The ``--n-train`` values every test set of ``table`` leaves enough scans for.
+
+    The others are named on stdout (age group has fewer subjects than sex).
+    """
+    from transmri.errors import ConfigError
+
+    sizes = []
+    for n in args.n_train:
+        try:
+            for seed in args.seeds:
+                plan_splits(table, TransferConfig(n_train=(n,), repeats=1,
+                                                  test_size=args.test_size, seed=seed))  # fmt: skip
+        except ConfigError as exc:
+            print(f"N = {n} skipped: {exc}")
+            continue
+        sizes.append(n)
+    return tuple(sizes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     start = time.perf_counter()
@@ -444,8 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"deepbet input {args.size}^3)\n"
     )
     print(
-        f"Feature cost on {args.threads} threads: deepbet {cost['deepbet_s_per_scan']:.2f} s a "
-        f"scan ({cost['deepbet_s']:.0f} s), random {cost['random_s_per_scan']:.2f} s a scan, "
+        f"Feature cost on {cost.get('threads', '?')} threads: deepbet "
+        f"{cost['deepbet_s_per_scan']:.2f} s a scan ({cost['deepbet_s']:.0f} s), random {cost['random_s_per_scan']:.2f} s a scan, "
         f"preprocessing {cost['preprocess_s']:.0f} s, {cost['deepbet_features']} deepbet features\n"
     )
     for target in args.targets:
@@ -454,12 +475,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = target_values(target, table)
         regression = target == "age"
         metric = "mae" if regression else "auc"
+        sizes = feasible_sizes(table, args)
+        if not sizes:
+            print(f"## {target}: no N of {args.n_train} fits this table; skipped\n")
+            continue
         frames = []
         for seed in args.seeds:
             config = TransferConfig(
-                n_train=tuple(args.n_train), repeats=args.repeats, test_size=args.test_size,
-                seed=seed,
-            )  # fmt: skip
+                n_train=sizes, repeats=args.repeats, test_size=args.test_size, seed=seed
+            )
             splits = plan_splits(table, config)
             frames.append(
                 evaluate(features, subjects, splits, values, regression=regression, test_set=seed)
