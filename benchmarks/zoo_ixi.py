@@ -466,7 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"Feature cost on {cost.get('threads', '?')} threads: deepbet "
-        f"{cost['deepbet_s_per_scan']:.2f} s a scan ({cost['deepbet_s']:.0f} s), random {cost['random_s_per_scan']:.2f} s a scan, "
+        f"{cost['deepbet_s_per_scan']:.2f} s a scan ({cost['deepbet_s']:.0f} s), "
+        f"random {cost['random_s_per_scan']:.2f} s a scan, "
         f"preprocessing {cost['preprocess_s']:.0f} s, {cost['deepbet_features']} deepbet features\n"
     )
     for target in args.targets:
