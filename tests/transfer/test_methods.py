@@ -92,3 +92,31 @@ def test_regional_probes_run_and_differ_only_in_the_weights(tmp_path: Path) -> N
     assert TransferConfig(probe_grid=3).probe_grid == 3
     with pytest.raises(ConfigError, match="probe_levels"):
         TransferConfig(probe_levels="middle")
+
+
+def test_voxels_are_centred_not_scaled_so_a_rare_edge_voxel_cannot_swamp_them() -> None:
+    """A voxel non-zero in one training scan only must not decide the test predictions."""
+    from types import SimpleNamespace
+
+    from sklearn.linear_model import RidgeClassifier
+
+    from transmri.transfer.methods.linear import _fit_linear
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    signal = y[:, None] * 0.3 + rng.normal(0, 0.1, size=(40, 50))
+    edge = np.zeros((40, 1))
+    edge[0] = 1e-3  # the brain's edge reaches this voxel in one scan only
+    x = np.concatenate([signal, edge], axis=1)
+    context = SimpleNamespace(classes=("a", "b"), config=SimpleNamespace(cv_folds=3), seed=0)
+    test_y = np.repeat([0, 1], 10)
+    test = np.concatenate([test_y[:, None] * 0.3 + rng.normal(0, 0.1, (20, 50)),
+                           rng.uniform(0, 0.5, (20, 1))], axis=1)  # fmt: skip
+    grid = {"alpha": [1e-2, 1.0, 1e2]}
+    aucs = {}
+    for scale in (True, False):
+        search, _, _ = _fit_linear(RidgeClassifier(), grid, x, y, np.arange(40).astype(str),
+                                   context, scale=scale)  # type: ignore[arg-type]  # fmt: skip
+        decision = search.decision_function(test)
+        aucs[scale] = float(np.mean(decision[test_y == 1][:, None] > decision[test_y == 0]))
+    assert aucs[False] > 0.95 > aucs[True], aucs
