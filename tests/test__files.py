@@ -117,3 +117,20 @@ def test_renames_happen_only_in_files_module() -> None:
                 offenders.append(f"{path.relative_to(_ROOT)}: {found}")
     assert offenders == []
     assert _RENAME.search(_code_only(_ROOT / "src" / "transmri" / "_files.py"))
+
+
+def test_remove_entries_removes_only_what_is_named(tmp_path: Path) -> None:
+    from transmri._files import remove_entries
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "a.png").write_text("x")
+    (tmp_path / "metrics_test.json").write_text("{}")
+    (tmp_path / "metrics_val.json").write_text("{}")
+    (tmp_path / "mine.txt").write_text("the user's")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (tmp_path / "linked").symlink_to(outside, target_is_directory=True)
+    remove_entries(tmp_path, ("figures", "metrics_*.json", "linked", "absent"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt", "outside"]
+    assert (outside / "keep.txt").read_text() == "keep"  # a link is removed, not followed

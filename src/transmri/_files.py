@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -199,6 +200,20 @@ def replace_path(source: str | os.PathLike[str], target: str | os.PathLike[str])
 def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = FIGURE_DPI) -> Path:
     """Save ``figure`` as a PNG (``dpi`` dots per inch) through a temp file and a rename."""
     return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=dpi))
+
+
+def remove_entries(root: Path, entries: Iterable[str]) -> None:
+    """Remove each entry of ``root`` named in ``entries`` (a name, or a glob with ``*``).
+
+    Folders go with their contents; a symlink is removed, not followed. Only
+    the entries named are touched: the caller lists what transmri wrote.
+    """
+    for entry in entries:
+        for target in root.glob(entry) if "*" in entry else [root / entry]:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
 
 
 def read_json(path: str | os.PathLike[str], *, what: str = "JSON file") -> dict[str, Any]:

@@ -24,12 +24,11 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transmri._files import atomic_write_bytes
+from transmri._files import atomic_write_bytes, remove_entries
 from transmri._version import __version__
 from transmri.errors import DataFormatError, OutputExistsError
 
@@ -246,16 +245,7 @@ def check_run_folder(
 
 def _remove_artifacts(run_dir: Path) -> None:
     """Remove what an earlier experiment wrote to ``run_dir`` (and nothing else)."""
-    for entry in EXPERIMENT_ARTIFACTS:
-        target = run_dir / entry
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    for pattern in EXPERIMENT_PATTERNS:
-        for target in run_dir.glob(pattern):
-            if target.is_file():
-                target.unlink()
+    remove_entries(run_dir, (*EXPERIMENT_ARTIFACTS, *EXPERIMENT_PATTERNS))
 
 
 def open_run_folder(
@@ -359,12 +349,7 @@ def forget_steps(run_dir: Path, steps: tuple[str, ...] | list[str]) -> list[str]
     wanted = set(steps) | {d for s in steps for d in STEP_DEPENDENTS.get(s, ())}
     forgotten = [s for s in STEP_ARTIFACTS if s in wanted]
     for step in forgotten:
-        for entry in STEP_ARTIFACTS[step]:
-            for target in run_dir.glob(entry) if "*" in entry else [run_dir / entry]:
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                elif target.exists() or target.is_symlink():
-                    target.unlink()
+        remove_entries(run_dir, STEP_ARTIFACTS[step])
     if (run_dir / "run.json").is_file():
         run = read_run_json(run_dir)
         kept = {k: v for k, v in dict(run.get("steps", {})).items() if k not in wanted}

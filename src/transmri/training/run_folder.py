@@ -16,12 +16,11 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transmri._files import atomic_write_json, read_json
+from transmri._files import atomic_write_json, read_json, remove_entries
 from transmri._version import __version__
 from transmri.errors import OutputExistsError
 
@@ -63,23 +62,18 @@ def run_identity(
     }
 
 
+#: Per-split outputs of a Learner run (globs beside :data:`RUN_ARTIFACTS`).
+RUN_PATTERNS = (
+    "predictions_*.csv",
+    "metrics_*.json",
+    "reconstruction_*.json",
+    "embeddings_*.csv",
+    "embeddings_*.npy",
+)
+
+
 def _remove_artifacts(root: Path) -> None:
-    for name in RUN_ARTIFACTS:
-        target = root / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    patterns = (
-        "predictions_*.csv",
-        "metrics_*.json",
-        "reconstruction_*.json",
-        "embeddings_*.csv",
-        "embeddings_*.npy",
-    )
-    for pattern in patterns:
-        for target in root.glob(pattern):
-            target.unlink()
+    remove_entries(root, (*RUN_ARTIFACTS, *RUN_PATTERNS))
 
 
 def prepare_run_folder(
