@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transmri._files import atomic_write_bytes, remove_entries
+from transmri._files import atomic_write_bytes, read_json, remove_entries
 from transmri._version import __version__
 from transmri.errors import DataFormatError, OutputExistsError
 
@@ -178,13 +178,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "run.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; is {run_dir} a transmri run folder?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{path}: expected JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json(path, what="run.json")
 
 
 def _is_run(previous: Mapping[str, Any]) -> bool:
