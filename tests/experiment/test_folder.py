@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,6 @@ import yaml
 from transmri.errors import OutputExistsError
 from transmri.experiment import Experiment, experiment_from_dict, load_experiment
 from transmri.experiment.folder import path_fingerprint
-
-
-@pytest.fixture(autouse=True)
-def _quiet_nondeterministic_ops() -> None:
-    warnings.filterwarnings("ignore", message=".*deterministic implementation.*")
 
 
 def _tiny(**evaluation: Any) -> dict[str, Any]:
